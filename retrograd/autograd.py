@@ -1,0 +1,409 @@
+"""Reverse-mode automatic differentiation: the graph node (`Function`), grad mode, and the backward walk.
+
+The forward pass of every op is a `Function.apply` call. When grad mode is on and some input requires a
+gradient, `apply` links the op into the graph: the op instance becomes the output's `grad_fn` and keeps
+what its backward needs. `backward()` then walks the graph once, in reverse topological order, applying
+the chain rule at each node: the gradient of the loss with respect to a node's output (its delta) comes
+in, and the gradients with respect to its inputs go out.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .tensor import Tensor
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when operations are being recorded for backward."""
+    return _grad_enabled
+
+
+def set_grad_enabled(mode: bool) -> None:
+    global _grad_enabled
+    _grad_enabled = bool(mode)
+
+
+class _GradMode:
+    """Context manager and decorator that sets grad mode for a block, restoring it afterwards."""
+
+    mode = True
+
+    def __enter__(self) -> None:
+        self._previous = _grad_enabled
+        set_grad_enabled(self.mode)
+
+    def __exit__(self, *exc: Any) -> None:
+        set_grad_enabled(self._previous)
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Disable graph recording, e.g. for evaluation or parameter updates.
+
+    >>> with rg.no_grad():
+    ...     y = model(x)          # y.requires_grad is False
+    """
+
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Re-enable graph recording inside a `no_grad` block."""
+
+    mode = True
+
+
+class RemovableHandle:
+    """Returned by `register_hook`; `handle.remove()` takes the hook off again."""
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list, hook: Callable):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class Function:
+    """Base class of every differentiable op, built-in or user-defined.
+
+    Subclass it with two static methods working on NumPy arrays, and call it through `apply`:
+
+    >>> class Cube(rg.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x ** 3
+    ...     @staticmethod
+    ...     def backward(ctx, grad):
+    ...         (x,) = ctx.saved_tensors
+    ...         return grad * 3 * x ** 2
+    >>> y = Cube.apply(rg.tensor([2.0], requires_grad=True))
+
+    `forward(ctx, *inputs, **options)` receives the arrays of tensor inputs (other arguments as they are)
+    and returns one array. `backward(ctx, grad)` receives dL/d(output) and returns one gradient per
+    positional input (a tuple if more than one), None where there is none. Gradients may keep the
+    broadcast shape of the output: the engine sums them back to each input's shape. `ctx.needs_input_grad`
+    tells which inputs want a gradient, so forward can save only what backward will use.
+
+    The instance is the graph node: `tensor.grad_fn`, with `next_functions` pointing at the nodes (or leaf
+    tensors) that produced its inputs.
+    """
+
+    # Set on ops whose output is a NumPy view of their first input, so in-place writes see each other.
+    returns_view = False
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        self.saved_tensors = arrays
+
+    @staticmethod
+    def forward(ctx: "Function", *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: "Function", grad: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        ctx = cls.__new__(cls)
+        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+        record = _grad_enabled and True in needs
+        ctx.needs_input_grad = needs if record else (False,) * len(args)
+        ctx.saved_tensors = ()
+        out = cls.forward(ctx, *arrays, **kwargs)
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        if record and out.dtype.kind != "f":
+            record = False  # integer/bool results (argmax, casts) carry no gradient
+        result = Tensor.__new__(Tensor)
+        result.data = out
+        result.grad = None
+        result._hooks = None
+        if cls.returns_view:
+            result._version, result._base = args[0]._version_cell(), args[0]
+        else:
+            result._version = result._base = None
+        if record:
+            result.requires_grad = True
+            result.grad_fn = ctx
+            ctx.next_functions = tuple([(a.grad_fn or a) if need else None
+                                        for a, need in zip(args, needs)])
+            ctx._shape, ctx._dtype = out.shape, out.dtype
+            ctx._hooks = None
+            ctx._retain = None
+            ctx._versions = _saved_versions(ctx.saved_tensors, args, result) if ctx.saved_tensors else None
+        else:
+            result.requires_grad = False
+            result.grad_fn = None
+        return result
+
+    # -- introspection (used by graph printers and by users learning how backprop works) --
+    def name(self) -> str:
+        return type(self).__name__ + "Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+    def register_hook(self, hook: Callable) -> RemovableHandle:
+        """Hook on the gradient flowing into this node's output (what `Tensor.register_hook` uses)."""
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return RemovableHandle(self._hooks, hook)
+
+
+def _saved_versions(saved: tuple, args: tuple, result: Tensor) -> list | None:
+    """Remember the version of every tensor whose array the op saved, to catch in-place edits later."""
+    versions = []
+    for s in saved:
+        if s is result.data:
+            versions.append((result._version_cell(), 0 if result._version is None else result._version[0],
+                             "output"))
+            continue
+        for a in args:
+            if isinstance(a, Tensor) and a.data is s:
+                cell = a._version_cell()
+                versions.append((cell, cell[0], "input"))
+                break
+    return versions or None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backward walk
+# ---------------------------------------------------------------------------------------------------
+
+def _topological_order(roots: Iterable[Function]) -> list[Function]:
+    """Nodes reachable from `roots`, each after every node that consumes its output.
+
+    Iterative post-order DFS: a 10,000-step unrolled RNN never touches Python's recursion limit.
+    """
+    order: list[Function] = []
+    visited: set[int] = set()
+    for root in roots:
+        if id(root) in visited:
+            continue
+        visited.add(id(root))
+        stack = [(root, iter(root.next_functions))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if isinstance(child, Function) and id(child) not in visited:
+                    visited.add(id(child))
+                    stack.append((child, iter(child.next_functions)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient over the axes along which its input was broadcast (adjoint of broadcasting)."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape)
+                                       if n == 1 and grad.shape[i + extra] != 1)
+    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return grad.reshape(shape)
+
+
+def _as_array(g: Any) -> np.ndarray:
+    return g.data if isinstance(g, Tensor) else np.asarray(g)
+
+
+def _call_hooks(hooks: list, grad: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Run gradient hooks in order; each may return a replacement. Returns (grad, replaced)."""
+    replaced = False
+    for hook in list(hooks):
+        out = hook(Tensor(grad))
+        if out is not None:
+            grad, replaced = _as_array(out), True
+    return grad, replaced
+
+
+def _check_versions(node: Function) -> None:
+    for cell, version, role in node._versions:
+        if cell[0] != version:
+            raise RuntimeError(
+                f"{node.name()}: one of the tensors needed for gradient computation (its {role}) "
+                f"was modified by an in-place operation (version {version} when saved, now {cell[0]}). "
+                "Use the out-of-place form (a = a + b) for tensors the graph still needs.")
+
+
+def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], retain_graph: bool,
+                 capture: dict | None = None) -> None:
+    """Propagate `root_grads` from `roots` back through the graph.
+
+    Without `capture`, gradients reaching leaves are added to their `.grad`. With `capture` (a dict whose
+    keys are leaf tensors or nodes, keyed by id), gradients are stored there instead and no `.grad` is
+    touched: this is `rg.grad`.
+    """
+    grads: dict[int, np.ndarray] = {}
+    leaf_grads: dict[int, list] = {}
+    nodes = []
+    for root, g in zip(roots, root_grads):
+        if root.grad_fn is None:
+            _deliver_leaf(leaf_grads, root, g, owned=False)
+        else:
+            key = id(root.grad_fn)
+            grads[key] = grads[key] + g if key in grads else g
+            nodes.append(root.grad_fn)
+
+    for node in _topological_order(nodes):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node._hooks:
+            g, _ = _call_hooks(node._hooks, g)
+        if node._retain is not None:
+            t = node._retain()
+            if t is not None:
+                t.grad = Tensor(g.copy())
+        if capture is not None and id(node) in capture:
+            capture[id(node)] = g
+        if node.next_functions is None:
+            raise RuntimeError(
+                f"{node.name()}: trying to backward through the graph a second time, but its saved "
+                "values were freed by the first backward. Pass retain_graph=True to the first "
+                "backward(), or detach() the state carried between steps (e.g. an RNN's hidden state "
+                "between chunks).")
+        if node._versions is not None:
+            _check_versions(node)
+        in_grads = node.backward(node, g)
+        if type(in_grads) is not tuple:
+            in_grads = (in_grads,)
+        nexts = node.next_functions
+        if len(in_grads) != len(nexts):
+            raise RuntimeError(f"{node.name()}: backward returned {len(in_grads)} gradients for "
+                               f"{len(nexts)} inputs")
+        for parent, pg in zip(nexts, in_grads):
+            if parent is None or pg is None:
+                continue
+            if type(pg) is not np.ndarray:
+                pg = _as_array(pg)
+            if isinstance(parent, Function):
+                if pg.shape != parent._shape:
+                    pg = unbroadcast(pg, parent._shape)
+                if pg.dtype != parent._dtype:
+                    pg = pg.astype(parent._dtype)
+                key = id(parent)
+                grads[key] = grads[key] + pg if key in grads else pg
+            else:
+                if pg.shape != parent.data.shape:
+                    pg = unbroadcast(pg, parent.data.shape)
+                if pg.dtype != parent.data.dtype:
+                    pg = pg.astype(parent.data.dtype)
+                # An array that is the incoming gradient, a view, or handed to two inputs may be
+                # shared; a leaf's .grad must own its memory.
+                owned = pg is not g and pg.base is None and sum(x is pg for x in in_grads) == 1
+                _deliver_leaf(leaf_grads, parent, pg, owned)
+        if not retain_graph:
+            node.saved_tensors = ()
+            node.next_functions = None
+
+    for leaf, g, owned in leaf_grads.values():
+        if leaf._hooks:
+            g, replaced = _call_hooks(leaf._hooks, g)
+            owned = owned and not replaced
+        if capture is not None:
+            if id(leaf) in capture:
+                capture[id(leaf)] = g
+        elif leaf.grad is None:
+            leaf.grad = Tensor(g if owned else g.copy())
+        else:
+            # Replace rather than add in place: the old array may be referenced elsewhere.
+            leaf.grad.data = leaf.grad.data + g
+
+
+def _deliver_leaf(leaf_grads: dict, leaf: Tensor, g: np.ndarray, owned: bool) -> None:
+    entry = leaf_grads.get(id(leaf))
+    if entry is None:
+        leaf_grads[id(leaf)] = [leaf, g, owned]
+    else:
+        entry[1] = entry[1] + g
+        entry[2] = True
+
+
+def _root_gradient(t: Tensor, gradient: Any, op: str) -> np.ndarray:
+    if gradient is None:
+        if t.data.size != 1:
+            raise RuntimeError(
+                f"{op}: the output has shape {tuple(t.shape)}, so the gradient is not implied: pass "
+                f"gradient= (an array of shape {tuple(t.shape)}, usually ones), or reduce the output "
+                "to a scalar first (e.g. .sum() or .mean()).")
+        return np.ones(t.data.shape, dtype=t.data.dtype)
+    g = _as_array(gradient)
+    if g.shape != t.data.shape:
+        raise RuntimeError(f"{op}: gradient has shape {g.shape} but the output has shape "
+                           f"{t.data.shape}")
+    return g.astype(t.data.dtype, copy=False)
+
+
+def backward(tensor: Tensor, gradient: Any = None, retain_graph: bool = False,
+             create_graph: bool = False) -> None:
+    """Compute d(tensor)/d(leaf) for every leaf that requires grad and add it to `leaf.grad`."""
+    if create_graph:
+        raise NotImplementedError("backward(create_graph=True): higher-order gradients are not "
+                                  "implemented yet")
+    if not tensor.requires_grad:
+        raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn; "
+                           "make sure some input has requires_grad=True and that the forward pass "
+                           "ran outside rg.no_grad()")
+    run_backward([tensor], [_root_gradient(tensor, gradient, "backward()")], retain_graph)
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any = None, retain_graph: bool = False, allow_unused: bool = False,
+         create_graph: bool = False) -> tuple[Tensor | None, ...]:
+    """Gradients of `outputs` with respect to `inputs`, returned as a tuple; no `.grad` is changed.
+
+    >>> x = rg.tensor([1.0, 2.0], requires_grad=True)
+    >>> (dx,) = rg.grad((x ** 2).sum(), x)      # dx == [2., 4.]
+    """
+    if create_graph:
+        raise NotImplementedError("grad(create_graph=True): higher-order gradients are not "
+                                  "implemented yet")
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    roots, root_grads = [], []
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError("grad(): an output does not require grad and has no grad_fn")
+        roots.append(out)
+        root_grads.append(_root_gradient(out, g, "grad()"))
+    capture: dict[int, Any] = {}
+    keys = []
+    for x in inputs:
+        if not x.requires_grad:
+            raise RuntimeError("grad(): an input does not require grad")
+        key = id(x.grad_fn) if x.grad_fn is not None else id(x)
+        capture[key] = None
+        keys.append(key)
+    run_backward(roots, root_grads, retain_graph, capture)
+    result = []
+    for x, key in zip(inputs, keys):
+        g = capture[key]
+        if g is None and not allow_unused:
+            raise RuntimeError("grad(): one of the inputs was not used to compute the outputs; "
+                               "pass allow_unused=True to get None for it")
+        result.append(None if g is None else Tensor(np.array(g, copy=True)))
+    return tuple(result)

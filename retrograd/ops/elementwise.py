@@ -1,0 +1,316 @@
+"""Elementwise math and activations. Each backward is the derivative of its forward, written beside it."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import Function
+
+try:  # SciPy's erf is vectorised C; without SciPy, math.erf per element is exact but slower.
+    from scipy.special import erf as _erf
+except ImportError:  # pragma: no cover - exercised only without SciPy
+    _erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+    def _erf(x):
+        return _erf_scalar(x).astype(x.dtype)
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Log1p(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log1p(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (1 + x)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.sign(x)   # 0 at x == 0, like PyTorch
+
+
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.cos(x)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad * np.sin(x)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number never overflows, and keeps sigmoid(-30) accurate (not 1 - 1).
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = _sigmoid(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out * (1 - out)    # sigma'(z) = sigma(z) (1 - sigma(z))
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out > 0)
+
+
+class LeakyReLU(Function):
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.save_for_backward(x)
+        ctx.slope = negative_slope
+        return np.where(x > 0, x, x * negative_slope)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return np.where(x > 0, grad, grad * ctx.slope)
+
+
+class ELU(Function):
+    @staticmethod
+    def forward(ctx, x, alpha=1.0):
+        out = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+        ctx.save_for_backward(x, out)
+        ctx.alpha = alpha
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        return np.where(x > 0, grad, grad * (out + ctx.alpha))   # d/dx alpha(e^x - 1) = out + alpha
+
+
+class GELU(Function):
+    """x * Phi(x); approximate='tanh' uses the tanh form of Phi (as in GPT-2), 'none' the exact erf."""
+
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+            ctx.t = t
+            return 0.5 * x * (1 + t)
+        if approximate != "none":
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return 0.5 * x * (1 + _erf(x * _INV_SQRT_2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            t = ctx.t
+            inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner)
+        cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
+        pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        return grad * (cdf + x * pdf)
+
+
+class Softplus(Function):
+    """log(1 + exp(beta x)) / beta, linear above `threshold` (PyTorch's definition)."""
+
+    @staticmethod
+    def forward(ctx, x, beta=1.0, threshold=20.0):
+        bx = x * beta
+        ctx.save_for_backward(bx)
+        ctx.threshold = threshold
+        return np.where(bx > threshold, x, np.logaddexp(0, bx) / beta)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (bx,) = ctx.saved_tensors
+        return np.where(bx > ctx.threshold, grad, grad * _sigmoid(bx))
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return _split_ties(grad, a > b, a == b)
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return _split_ties(grad, a < b, a == b)
+
+
+def _split_ties(grad, a_wins, tie):
+    """Gradient of max/min of two: to the winner, half to each on a tie (as PyTorch does)."""
+    share_a = a_wins + 0.5 * tie
+    return grad * share_a, grad * (1 - share_a)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        inside = np.ones(x.shape, dtype=bool)
+        if ctx.lo is not None:
+            inside &= x >= ctx.lo
+        if ctx.hi is not None:
+            inside &= x <= ctx.hi
+        return grad * inside
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, condition, a, b):
+        ctx.save_for_backward(condition)
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (condition,) = ctx.saved_tensors
+        zero = np.zeros((), dtype=grad.dtype)
+        return (None,
+                np.where(condition, grad, zero) if ctx.needs_input_grad[1] else None,
+                np.where(condition, zero, grad) if ctx.needs_input_grad[2] else None)
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, x, dtype):
+        return x.astype(dtype, copy=x.dtype != dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad    # the engine casts it back to the input's dtype
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def clamp(x, min=None, max=None):
+    """Limit values to [min, max]; bounds may be numbers or tensors. The gradient passes inside."""
+    from ..tensor import Tensor
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x if min is None else Maximum.apply(x, min)
+        return out if max is None else Minimum.apply(out, max)
+    return Clamp.apply(x, lo=min, hi=max)

@@ -1,0 +1,204 @@
+"""Reductions (sum, mean, var, max/min, logsumexp) and the softmax family, numerically stable."""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from ..autograd import Function
+
+
+def _axes(dim, ndim: int) -> tuple:
+    """Normalised, sorted axes of a reduction; None means all of them."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = dim if isinstance(dim, tuple) else (dim,)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"dimension {d} is out of range for a tensor with {ndim} dimensions")
+        out.append(d % ndim if ndim else 0)
+    return tuple(sorted(out))
+
+
+def _keep(grad: np.ndarray, shape: tuple, dim, keepdim: bool) -> np.ndarray:
+    """Re-insert the reduced axes into a gradient so it broadcasts against the input."""
+    if keepdim or not shape:
+        return grad
+    return np.expand_dims(grad, _axes(dim, len(shape)))
+
+
+def _count(shape: tuple, dim) -> int:
+    return int(np.prod([shape[a] for a in _axes(dim, len(shape))])) if shape else 1
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False):
+        ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
+        return x.sum(axis=dim, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.broadcast_to(_keep(grad, ctx.shape, ctx.dim, ctx.keepdim), ctx.shape)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False):
+        ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
+        return x.mean(axis=dim, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = _keep(grad, ctx.shape, ctx.dim, ctx.keepdim) / _count(ctx.shape, ctx.dim)
+        return np.broadcast_to(g, ctx.shape)
+
+
+def correction(unbiased, correction_) -> int:
+    """Bessel's correction from PyTorch's `unbiased` flag or its newer `correction` number."""
+    if correction_ is not None:
+        return correction_
+    return 1 if unbiased is None or unbiased else 0
+
+
+class Var(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False, correction=1):
+        centered = x - x.mean(axis=dim, keepdims=True)
+        n = _count(x.shape, dim) - correction
+        ctx.save_for_backward(centered)
+        ctx.dim, ctx.keepdim, ctx.n = dim, keepdim, n
+        return (centered * centered).sum(axis=dim, keepdims=keepdim) / n
+
+    @staticmethod
+    def backward(ctx, grad):
+        (centered,) = ctx.saved_tensors
+        return _keep(grad, centered.shape, ctx.dim, ctx.keepdim) * (2 / ctx.n) * centered
+
+
+class _Extreme(Function):
+    """amax/amin: the gradient is shared evenly among tied extremes (PyTorch's rule for amax)."""
+
+    reduce = None
+
+    @classmethod
+    def forward(cls, ctx, x, dim=None, keepdim=False):
+        if x.size == 0:
+            raise ValueError(f"{cls.__name__.lower()}: reduction over an empty tensor")
+        out = cls.reduce(x, axis=dim, keepdims=keepdim)
+        ctx.save_for_backward(x, out)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        mask = x == _keep(out, x.shape, ctx.dim, ctx.keepdim)
+        share = mask / mask.sum(axis=ctx.dim, keepdims=True)
+        return _keep(grad, x.shape, ctx.dim, ctx.keepdim) * share
+
+
+class AMax(_Extreme):
+    reduce = staticmethod(np.max)
+
+
+class AMin(_Extreme):
+    reduce = staticmethod(np.min)
+
+
+class TakeAlongDim(Function):
+    """Values at given indices along one dimension (max/min with dim); the gradient goes back there."""
+
+    @staticmethod
+    def forward(ctx, x, indices, dim, keepdim=True):
+        ctx.save_for_backward(indices)
+        ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
+        out = np.take_along_axis(x, indices, axis=dim)
+        return out if keepdim else out.squeeze(dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (indices,) = ctx.saved_tensors
+        g = grad if ctx.keepdim else np.expand_dims(grad, ctx.dim)
+        out = np.zeros(ctx.shape, dtype=grad.dtype)
+        np.put_along_axis(out, indices, g, axis=ctx.dim)
+        return out
+
+
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+def max_min(x, dim, keepdim, aliases, kind: str):
+    """`x.max()` (all elements), `x.max(dim)` -> (values, indices), or `x.max(other)` (elementwise)."""
+    from ..tensor import Tensor, _reduce_args, _wrap
+    from .elementwise import Maximum, Minimum
+    if isinstance(dim, Tensor):
+        return (Maximum if kind == "max" else Minimum).apply(x, dim)
+    dim, keepdim = _reduce_args(dim, keepdim, aliases)
+    if dim is None:
+        return (AMax if kind == "max" else AMin).apply(x, dim=None, keepdim=keepdim)
+    if x.data.shape[dim] == 0:
+        raise ValueError(f"{kind}(): dimension {dim} of shape {x.shape} is empty")
+    indices = (np.argmax if kind == "max" else np.argmin)(x.data, axis=dim, keepdims=True)
+    values = TakeAlongDim.apply(x, indices, dim=dim, keepdim=keepdim)
+    return MaxMin(values, _wrap(indices if keepdim else indices.squeeze(dim)))
+
+
+def arg_reduce(fn, x, dim, keepdim, aliases):
+    from ..tensor import _reduce_args, _wrap
+    dim, keepdim = _reduce_args(dim, keepdim, aliases)
+    if dim is None:
+        return _wrap(np.asarray(fn(x.data), dtype=np.int64))
+    return _wrap(fn(x.data, axis=dim, keepdims=keepdim).astype(np.int64, copy=False))
+
+
+def _stable_max(x: np.ndarray, dim) -> np.ndarray:
+    m = np.max(x, axis=dim, keepdims=True)
+    return np.where(np.isfinite(m), m, 0)   # rows of -inf stay -inf instead of becoming NaN
+
+
+class LogSumExp(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False):
+        m = _stable_max(x, dim)
+        out = np.log(np.exp(x - m).sum(axis=dim, keepdims=True)) + m
+        ctx.save_for_backward(x, out)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        return out if keepdim else np.squeeze(out, axis=dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        return _keep(grad, x.shape, ctx.dim, ctx.keepdim) * np.exp(x - out)   # grad * softmax
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        e = np.exp(x - _stable_max(x, dim))
+        out = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        # Jacobian-vector product of softmax: s * (g - <g, s>)
+        return out * (grad - (grad * out).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        shifted = x - _stable_max(x, dim)
+        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad - np.exp(out) * grad.sum(axis=ctx.dim, keepdims=True)
