@@ -198,13 +198,14 @@ def _topological_order(roots: Iterable[Function]) -> list[Function]:
         if id(root) in visited:
             continue
         visited.add(id(root))
-        stack = [(root, iter(root.next_functions))]
+        stack = [(root, iter(root.next_functions or ()))]
         while stack:
             node, children = stack[-1]
             for child in children:
                 if isinstance(child, Function) and id(child) not in visited:
                     visited.add(id(child))
-                    stack.append((child, iter(child.next_functions)))
+                    # a node freed by an earlier backward has next_functions None; the walk reports it
+                    stack.append((child, iter(child.next_functions or ())))
                     break
             else:
                 stack.pop()
@@ -274,8 +275,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
             g, _ = _call_hooks(node._hooks, g)
         if node._retain is not None:
             t = node._retain()
-            if t is not None:
-                t.grad = Tensor(g.copy())
+            if t is not None:  # accumulates across backward calls, as a leaf's .grad does
+                t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.data + g)
         if capture is not None and id(node) in capture:
             capture[id(node)] = g
         if node.next_functions is None:

@@ -21,6 +21,11 @@ def _float_dtype(dtype: Any) -> np.dtype:
     return dtypes.get_default_dtype() if dtype is None else dtypes.resolve(dtype)
 
 
+def _like_dtype(t: Tensor, dtype: Any) -> np.dtype:
+    # resolved by retrograd's names: "float" is float32 here, float64 to NumPy
+    return t.dtype if dtype is None else dtypes.resolve(dtype)
+
+
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (nested lists, numbers, arrays or tensors).
 
@@ -64,15 +69,15 @@ def full(size, fill_value: Any, dtype: Any = None, requires_grad: bool = False) 
 
 
 def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _new(np.zeros(t.shape, dtype or t.dtype), requires_grad)
+    return _new(np.zeros(t.shape, _like_dtype(t, dtype)), requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _new(np.ones(t.shape, dtype or t.dtype), requires_grad)
+    return _new(np.ones(t.shape, _like_dtype(t, dtype)), requires_grad)
 
 
 def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _new(np.full(t.shape, fill_value, dtype or t.dtype), requires_grad)
+    return _new(np.full(t.shape, fill_value, _like_dtype(t, dtype)), requires_grad)
 
 
 def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,

@@ -45,10 +45,22 @@ def _write_back(t: Tensor, result: Tensor, op: str) -> Tensor:
     return t
 
 
+def _own_saved_input(t: Tensor, other: Any, result: Tensor) -> None:
+    """If the op saved t's old value (y *= w needs y for w's gradient), give it a copy, as PyTorch
+    does, since the write-back is about to overwrite that memory."""
+    ctx = result.grad_fn
+    if ctx is None or not any(s is t.data for s in ctx.saved_tensors):
+        return
+    ctx.saved_tensors = tuple(s.copy() if s is t.data else s for s in ctx.saved_tensors)
+    ctx._versions = autograd._saved_versions(ctx.saved_tensors, (t, other), result)
+
+
 def apply_inplace(t: Tensor, fn: type, other: Any, ufunc: Callable, op: str) -> Tensor:
     if _records(t, other):
         _check_graph_target(t, op)
-        return _write_back(t, fn.apply(t, other), op)
+        result = fn.apply(t, other)
+        _own_saved_input(t, other, result)
+        return _write_back(t, result, op)
     value = other.data if isinstance(other, Tensor) else other
     try:
         ufunc(t.data, value, out=t.data, casting="same_kind")

@@ -122,7 +122,8 @@ class Tensor:
         return id(self)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4)
+        body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4,
+                               floatmode=_float_mode(self.data))
         extras = []
         if self.data.dtype not in (np.float32, np.int64, np.bool_):
             extras.append(f"dtype={dtypes.name(self.data.dtype)}")
@@ -415,6 +416,17 @@ def _shape_arg(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(int(s) for s in shape)
+
+
+def _float_mode(a: np.ndarray) -> str:
+    """torch's print style: whole numbers as `1.`, anything else with four decimals (`1.5000`)."""
+    if a.dtype.kind != "f":
+        return "maxprec"
+    finite = np.abs(a[np.isfinite(a)])
+    nonzero = finite[finite != 0]
+    # the range in which NumPy (like torch) switches to scientific notation, digits fixed there too
+    wide = nonzero.size > 0 and (nonzero.max() >= 1e8 or nonzero.max() > 1e3 * nonzero.min())
+    return "maxprec" if np.array_equal(finite, np.round(finite)) and not wide else "fixed"
 
 
 def _wrap(array: Any) -> Tensor:
