@@ -1,0 +1,54 @@
+"""`retrograd.nn.functional` (`F`): stateless forms of the layers, activations and losses.
+
+Layers own parameters; these functions take them as arguments, so the same maths serves both.
+"""
+from __future__ import annotations
+
+from ..ops import (elu, gelu, leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax,  # noqa
+                   softplus, tanh)
+from ..ops.arithmetic import Mul
+from ..ops.embedding import embedding  # noqa: F401
+from ..ops.norm import batch_norm_train, layer_norm  # noqa: F401
+from ..random import rng
+from ..tensor import Tensor
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Inverted dropout: zero with probability p, scale survivors by 1/(1-p); identity when not training."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    keep = rng().random(x.shape, dtype=x.dtype if x.dtype.kind == "f" else None) >= p
+    return Mul.apply(x, keep * x.dtype.type(1.0 / (1.0 - p)))
+
+
+def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float | None = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over every axis but 1 (channels). In training, batch statistics normalise
+    and the running statistics are updated in place (exponential average with `momentum`, or the
+    cumulative average when momentum is None and the caller passes the factor)."""
+    if training:
+        out, mean, var = batch_norm_train(x, weight, bias, eps)
+        if running_mean is not None:
+            n = x.data.size // x.data.shape[1]
+            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+            m = momentum
+            running_mean.data *= 1 - m
+            running_mean.data += m * mean.reshape(-1)
+            running_var.data *= 1 - m
+            running_var.data += m * unbiased
+        return out
+    if running_mean is None:
+        raise ValueError("batch_norm: eval mode needs running statistics")
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = 1.0 / (running_var.data + eps) ** 0.5
+    out = (x - running_mean.data.reshape(shape)) * scale.reshape(shape).astype(x.dtype)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out

@@ -1,0 +1,115 @@
+"""Normalisation layers: BatchNorm1d/2d (Ioffe & Szegedy, 2015) and LayerNorm (Ba et al., 2016)."""
+from __future__ import annotations
+
+from ..creation import ones, tensor, zeros
+from ..tensor import Tensor
+from . import functional as F
+from .module import Module
+from .parameter import Parameter
+
+
+class _BatchNorm(Module):
+    expected_dims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(ones(num_features))
+            self.bias = Parameter(zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features))
+            self.register_buffer("running_var", ones(num_features))
+            self.register_buffer("num_batches_tracked", tensor(0))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim not in self.expected_dims or x.shape[1] != self.num_features:
+            dims = " or ".join(f"{d}-D" for d in self.expected_dims)
+            raise ValueError(f"{type(self).__name__}({self.num_features}): expected {dims} input "
+                             f"with {self.num_features} channels in dimension 1, got shape "
+                             f"{tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        use_batch_stats = self.training or not self.track_running_stats
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if momentum is None:   # cumulative moving average
+                momentum = 1.0 / int(self.num_batches_tracked.data)
+        if use_batch_stats and x.data.size // x.shape[1] <= 1:
+            raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when "
+                             f"training, got input of shape {tuple(x.shape)}")
+        update = self.training and self.track_running_stats
+        return F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
+                            self.running_var if update or not use_batch_stats else None,
+                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs, per channel C.
+
+    >>> bn = nn.BatchNorm1d(64)
+    """
+
+    expected_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) inputs, per channel C."""
+
+    expected_dims = (4,)
+
+
+class LayerNorm(Module):
+    """Normalises each sample over its trailing `normalized_shape` dimensions.
+
+    >>> ln = nn.LayerNorm(512)
+    """
+
+    def __init__(self, normalized_shape: int | tuple, eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(ones(self.normalized_shape))
+            if bias:
+                self.bias = Parameter(zeros(self.normalized_shape))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = len(self.normalized_shape)
+        if tuple(x.shape[-k:]) != self.normalized_shape:
+            raise ValueError(f"LayerNorm({self.normalized_shape}): input of shape "
+                             f"{tuple(x.shape)} does not end with {self.normalized_shape}")
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")

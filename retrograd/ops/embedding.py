@@ -1,0 +1,39 @@
+"""Embedding lookup: rows of a weight matrix picked by integer ids; repeated ids add their gradients."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function
+
+
+class EmbeddingLookup(Function):
+    @staticmethod
+    def forward(ctx, weight, ids, padding_idx=None):
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
+            bad = ids.min() if ids.min() < 0 else ids.max()
+            raise IndexError(f"embedding: id {int(bad)} is out of range for {weight.shape[0]} "
+                             "embeddings")
+        ctx.save_for_backward(ids)
+        ctx.num, ctx.padding_idx = weight.shape[0], padding_idx
+        return weight[ids]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ids,) = ctx.saved_tensors
+        flat_ids = ids.reshape(-1)
+        flat_grad = grad.reshape(flat_ids.size, -1)
+        out = np.zeros((ctx.num, flat_grad.shape[1]), dtype=grad.dtype)
+        np.add.at(out, flat_ids, flat_grad)
+        if ctx.padding_idx is not None:
+            out[ctx.padding_idx] = 0     # the padding row is never trained
+        return out, None
+
+
+def embedding(ids, weight, padding_idx: int | None = None):
+    """Rows of `weight` (num_embeddings, dim) at integer `ids` of any shape -> (*ids.shape, dim)."""
+    from ..tensor import Tensor
+    if not isinstance(ids, Tensor):
+        ids = np.asarray(ids)
+    return EmbeddingLookup.apply(weight, ids, padding_idx=padding_idx)
