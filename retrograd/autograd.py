@@ -120,7 +120,9 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         ctx = cls.__new__(cls)
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        # NumPy scalars become Python scalars, which take the tensor's dtype instead of upcasting it.
+        arrays = [a.data if isinstance(a, Tensor) else a.item() if isinstance(a, np.generic) else a
+                  for a in args]
         needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
         record = _grad_enabled and True in needs
         ctx.needs_input_grad = needs if record else (False,) * len(args)

@@ -310,7 +310,9 @@ class Tensor:
     def broadcast_to(self, shape): return ops_shape.expand(self, tuple(shape))
     def expand_as(self, other): return ops_shape.expand(self, other.shape)
     def repeat(self, *repeats): return Tile.apply(self, reps=_shape_arg(repeats))
-    def tile(self, *reps): return Tile.apply(self, reps=_shape_arg(reps))
+    def tile(self, *reps):
+        reps = _shape_arg(reps)      # fewer counts than dimensions: leading dimensions repeat once
+        return Tile.apply(self, reps=(1,) * (self.ndim - len(reps)) + reps)
     def split(self, split_size, dim: int = 0): return ops_index.split(self, split_size, dim)
     def chunk(self, chunks: int, dim: int = 0): return ops_index.chunk(self, chunks, dim)
     def contiguous(self): return self

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..tensor import Tensor, _dim, _reduce_args
+from ..tensor import Tensor, _dim, _reduce_args, _shape_arg
 from .arithmetic import Add, Div, Mul, Neg, Pow, Sub
 from .elementwise import (ELU, GELU, Abs, Cos, Exp, LeakyReLU, Log, Log1p, Maximum, Minimum, ReLU,
                           Sigmoid, Sin, Softplus, Sqrt, Tanh, Where, clamp)
@@ -105,7 +105,12 @@ def permute(x, *dims): return _t(x).permute(*dims)
 def squeeze(x, dim=None, **aliases): return _t(x).squeeze(dim, **aliases)
 def unsqueeze(x, dim: int): return _t(x).unsqueeze(dim)
 def broadcast_to(x, shape: Sequence[int]): return _t(x).broadcast_to(shape)
-def tile(x, *reps): return _t(x).tile(*reps)
+
+
+def tile(x, *reps):
+    """Copies of x along each dimension; missing leading reps count as 1 (as in torch.tile)."""
+    x, reps = _t(x), _shape_arg(reps)
+    return x.tile((1,) * (x.ndim - len(reps)) + reps)
 
 
 swapaxes = swapdims = transpose

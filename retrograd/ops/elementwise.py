@@ -253,21 +253,26 @@ def _split_ties(grad, a_wins, tie):
 
 
 class Clamp(Function):
+    """Bounds are numbers, arrays or tensors (then they get gradients too), either may be None."""
+
     @staticmethod
     def forward(ctx, x, lo=None, hi=None):
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
+        ctx.save_for_backward(x, lo, hi)
         return np.clip(x, lo, hi)
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        inside = np.ones(x.shape, dtype=bool)
-        if ctx.lo is not None:
-            inside &= x >= ctx.lo
-        if ctx.hi is not None:
-            inside &= x <= ctx.hi
-        return grad * inside
+        x, lo, hi = ctx.saved_tensors
+        # PyTorch's rule, ties included: x gets the gradient where lo <= x <= hi, each bound where
+        # the output took its value (with lo > hi, that is hi everywhere).
+        below = False if lo is None else (x < lo if hi is None else (x < lo) & (lo < hi))
+        above = False if hi is None else (x > hi if lo is None else (x > hi) | (hi < lo))
+        inside = True if lo is None else x >= lo
+        inside = inside if hi is None else inside & (x <= hi)
+        zero = np.zeros((), dtype=grad.dtype)
+        return (np.where(inside, grad, zero),
+                np.where(below, grad, zero) if ctx.needs_input_grad[1] else None,
+                np.where(above, grad, zero) if ctx.needs_input_grad[2] else None)
 
 
 class Where(Function):
@@ -307,10 +312,6 @@ class Clone(Function):
 
 def clamp(x, min=None, max=None):
     """Limit values to [min, max]; bounds may be numbers or tensors. The gradient passes inside."""
-    from ..tensor import Tensor
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    if isinstance(min, Tensor) or isinstance(max, Tensor):
-        out = x if min is None else Maximum.apply(x, min)
-        return out if max is None else Minimum.apply(out, max)
-    return Clamp.apply(x, lo=min, hi=max)
+    return Clamp.apply(x, min, max)

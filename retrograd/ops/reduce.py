@@ -21,6 +21,15 @@ def _axes(dim, ndim: int) -> tuple:
     return tuple(sorted(out))
 
 
+def _numpy_dim(dim, ndim: int):
+    """NumPy's axis for a reduction: PyTorch lets a 0-d tensor reduce over dim 0 or -1 (or (0,)),
+    NumPy only over axis=None."""
+    if ndim == 0:
+        _axes(dim, 0)   # still rejects any other dim
+        return None
+    return dim
+
+
 def _keep(grad: np.ndarray, shape: tuple, dim, keepdim: bool) -> np.ndarray:
     """Re-insert the reduced axes into a gradient so it broadcasts against the input."""
     if keepdim or not shape:
@@ -35,6 +44,7 @@ def _count(shape: tuple, dim) -> int:
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False):
+        dim = _numpy_dim(dim, x.ndim)
         ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
         return x.sum(axis=dim, keepdims=keepdim)
 
@@ -46,6 +56,7 @@ class Sum(Function):
 class Mean(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False):
+        dim = _numpy_dim(dim, x.ndim)
         ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
         return x.mean(axis=dim, keepdims=keepdim)
 
@@ -65,6 +76,7 @@ def correction(unbiased, correction_) -> int:
 class Var(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, correction=1):
+        dim = _numpy_dim(dim, x.ndim)
         centered = x - x.mean(axis=dim, keepdims=True)
         n = _count(x.shape, dim) - correction
         ctx.save_for_backward(centered)
@@ -86,6 +98,7 @@ class _Extreme(Function):
     def forward(cls, ctx, x, dim=None, keepdim=False):
         if x.size == 0:
             raise ValueError(f"{cls.__name__.lower()}: reduction over an empty tensor")
+        dim = _numpy_dim(dim, x.ndim)
         out = cls.reduce(x, axis=dim, keepdims=keepdim)
         ctx.save_for_backward(x, out)
         ctx.dim, ctx.keepdim = dim, keepdim
@@ -123,7 +136,7 @@ class TakeAlongDim(Function):
         g = grad if ctx.keepdim else np.expand_dims(grad, ctx.dim)
         out = np.zeros(ctx.shape, dtype=grad.dtype)
         np.put_along_axis(out, indices, g, axis=ctx.dim)
-        return out
+        return out, None        # none for the indices
 
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
@@ -136,8 +149,9 @@ def max_min(x, dim, keepdim, aliases, kind: str):
     if isinstance(dim, Tensor):
         return (Maximum if kind == "max" else Minimum).apply(x, dim)
     dim, keepdim = _reduce_args(dim, keepdim, aliases)
-    if dim is None:
-        return (AMax if kind == "max" else AMin).apply(x, dim=None, keepdim=keepdim)
+    if dim is None or x.ndim == 0:   # a 0-d tensor's max over dim 0 is itself, at index 0
+        values = (AMax if kind == "max" else AMin).apply(x, dim=dim, keepdim=keepdim)
+        return values if dim is None else MaxMin(values, _wrap(np.zeros((), dtype=np.int64)))
     if x.data.shape[dim] == 0:
         raise ValueError(f"{kind}(): dimension {dim} of shape {x.shape} is empty")
     indices = (np.argmax if kind == "max" else np.argmin)(x.data, axis=dim, keepdims=True)
@@ -161,6 +175,7 @@ def _stable_max(x: np.ndarray, dim) -> np.ndarray:
 class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False):
+        dim = _numpy_dim(dim, x.ndim)
         m = _stable_max(x, dim)
         out = np.log(np.exp(x - m).sum(axis=dim, keepdims=True)) + m
         ctx.save_for_backward(x, out)

@@ -127,5 +127,8 @@ def expand(x, shape: tuple):
     lead = len(shape) - x.ndim
     if lead < 0:
         raise ValueError(f"expand: target {tuple(shape)} has fewer dimensions than {x.shape}")
+    if -1 in shape[:lead]:   # a new dimension has no size to keep
+        raise ValueError(f"expand: -1 is not allowed in a new leading dimension, as in "
+                         f"{tuple(shape)} for shape {x.shape}")
     shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
     return Expand.apply(x, shape=shape)

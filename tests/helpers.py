@@ -1,0 +1,109 @@
+"""Shared pieces of the op tests: a table row (`Case`), input domains, comparison with PyTorch."""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+# -- input domains: each draws a float64 array of a given shape from a NumPy generator -------------
+
+
+def real(rng, shape):
+    return rng.standard_normal(shape)
+
+
+def positive(rng, shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def uniform(lo, hi):
+    return lambda rng, shape: rng.uniform(lo, hi, shape)
+
+
+def scaled(k):
+    return lambda rng, shape: k * rng.standard_normal(shape)
+
+
+def away_from(*kinks, gap=0.1):
+    """Normal draws kept at least `gap` from every kink (where the derivative jumps)."""
+    def draw(rng, shape):
+        x = rng.standard_normal(shape)
+        for k in kinks:
+            near = np.abs(x - k) < gap
+            x = np.where(near, k + np.where(x >= k, gap, -gap) + (x - k), x)
+        return x
+    return draw
+
+
+def distinct(rng, shape):
+    """Values at least 0.2 apart in random order: no ties for max/min, even in float32."""
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - n / 2) * 0.25 + rng.uniform(0, 0.05, n)).reshape(shape)
+
+
+def integers(lo, hi):
+    """Small whole numbers as floats: ties on purpose, for comparisons."""
+    return lambda rng, shape: rng.integers(lo, hi, shape).astype(np.float64)
+
+
+# -- the table entry -------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    """One row of the op table.
+
+    `fn` takes retrograd tensors; `torch_fn` the same op on torch tensors (defaults to `fn` when the
+    method names agree). `inputs` has one entry per tensor input: a shape drawn from `domain` (one
+    domain for all inputs, or a tuple with one per input), or an explicit array. `gradcheck=False`
+    for outputs with no gradient (comparisons, argmax) and for inputs placed on a kink or tie on
+    purpose, where finite differences mean nothing and only PyTorch's convention is checked.
+    """
+
+    name: str
+    fn: Callable
+    inputs: tuple
+    torch_fn: Callable | None = None
+    domain: Any = real
+    gradcheck: bool = True
+
+    def arrays(self) -> list[np.ndarray]:
+        """The inputs in float64, the same on every run (seeded by the case's name)."""
+        rng = np.random.default_rng(zlib.crc32(self.name.encode()))
+        domains = self.domain
+        if not isinstance(domains, tuple):
+            domains = (domains,) * len(self.inputs)
+        return [np.array(spec, dtype=np.float64) if isinstance(spec, np.ndarray)
+                else draw(rng, spec) for spec, draw in zip(self.inputs, domains)]
+
+
+def case(name, fn, *inputs, torch_fn=None, domain=real, gradcheck=True, xfail=None):
+    """A table row; `xfail` gives the reason for a known difference (strict: fixing it fails)."""
+    marks = pytest.mark.xfail(reason=xfail, strict=True) if xfail else ()
+    return pytest.param(Case(name, fn, inputs, torch_fn, domain, gradcheck), id=name, marks=marks)
+
+
+# -- comparing with PyTorch ------------------------------------------------------------------------
+
+def as_list(out) -> list:
+    """A single output or a tuple of outputs (max with dim, split) as a list."""
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def torch_dtype_name(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, what: str,
+                 rtol: float = 1e-5, atol: float = 1e-4) -> None:
+    """float32 agreement: rtol per element, atol relative to the magnitude of the reference."""
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    if expected.dtype.kind != "f":
+        np.testing.assert_array_equal(actual, expected, err_msg=what)
+        return
+    finite = np.abs(expected[np.isfinite(expected)])
+    scale = max(1.0, float(finite.max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, equal_nan=False,
+                               err_msg=what)
