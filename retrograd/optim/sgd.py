@@ -1,0 +1,51 @@
+"""Stochastic gradient descent, with momentum (heavy-ball or Nesterov) and L2 weight decay."""
+from __future__ import annotations
+
+from typing import Any
+
+from .optimizer import Optimizer, ParamsT
+
+
+class SGD(Optimizer):
+    """Gradient descent `x ← x − lr·g`, with optional momentum and weight decay, as torch.optim.SGD.
+
+        g ← g + λ·x                           (weight_decay λ)
+        b ← μ·b + (1 − τ)·g                   (momentum μ, dampening τ; b = g on the first step)
+        g ← g + μ·b  if nesterov, else  b
+        x ← x − lr·g                          (x + lr·g with maximize=True)
+
+    >>> opt = rg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    >>> opt.zero_grad(); loss.backward(); opt.step()
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _check_options(self, group: dict[str, Any]) -> None:
+        self._require_nonnegative(group, "lr", "momentum", "weight_decay")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got "
+                             f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr, momentum = float(group["lr"]), float(group["momentum"])
+        dampening, weight_decay = float(group["dampening"]), float(group["weight_decay"])
+        nesterov, maximize = group["nesterov"], group["maximize"]
+        for x, g, state in self._grads(group):
+            if maximize:
+                g = -g
+            if weight_decay:
+                g = g + weight_decay * x
+            if momentum:
+                b = state.get("momentum_buffer")
+                if b is None:
+                    b = state["momentum_buffer"] = g.copy()
+                else:
+                    b *= momentum
+                    b += g if dampening == 0 else (1 - dampening) * g
+                g = g + momentum * b if nesterov else b
+            x -= lr * g
