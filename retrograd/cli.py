@@ -1,0 +1,60 @@
+"""The `retrograd` command line: `retrograd xor`, `retrograd train`."""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+
+def _xor(args: argparse.Namespace) -> int:
+    from .demos import xor
+    return xor.main(lr=args.lr, epochs=args.epochs, threshold=args.threshold, seed=args.seed,
+                    hidden=args.hidden, print_every=args.print_every)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .demos import digits
+    config = digits.DigitsConfig(hidden=args.hidden, depth=args.depth, optimizer=args.optimizer,
+                                 lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                                 dropout=args.dropout, weight_decay=args.weight_decay,
+                                 seed=args.seed, out=args.out, progress=not args.quiet)
+    return digits.main(config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrograd",
+                                     description="Backpropagation done completely and well.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("xor", help="train the textbook 2-2-1 XOR network by gradient descent")
+    p.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
+    p.add_argument("--epochs", type=int, default=10_000, help="maximum epochs (default 10000)")
+    p.add_argument("--threshold", type=float, default=0.01,
+                   help="stop once the total error falls below this (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--hidden", type=int, default=2, help="hidden units (default 2)")
+    p.add_argument("--print-every", type=int, default=1000, help="epochs between error lines")
+    p.set_defaults(run=_xor)
+
+    from .demos.digits import DigitsConfig
+    d = DigitsConfig()
+    p = sub.add_parser("train", help="train an MLP on the bundled 8x8 digits (the default job)")
+    p.add_argument("--hidden", type=int, default=d.hidden, help=f"units per hidden layer ({d.hidden})")
+    p.add_argument("--depth", type=int, default=d.depth, help=f"hidden layers ({d.depth})")
+    p.add_argument("--optimizer", default=d.optimizer,
+                   choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"])
+    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate ({d.lr})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs ({d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"batch size ({d.batch_size})")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden layer")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
+    p.add_argument("--out", default=d.out, help=f"output directory ({d.out})")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)

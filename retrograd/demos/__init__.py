@@ -1,0 +1,1 @@
+"""Small, complete programs behind the command line (`retrograd xor`, `retrograd train`)."""
