@@ -8,6 +8,9 @@ from ..ops import (elu, gelu, leaky_relu, linear, log_softmax, pad, relu, sigmoi
                    softplus, tanh)
 from ..ops.arithmetic import Mul
 from ..ops.embedding import embedding  # noqa: F401
+from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
+                        cross_entropy, huber_loss, kl_div, l1_loss, mse_loss, nll_loss,
+                        smooth_l1_loss)
 from ..ops.norm import batch_norm_train, layer_norm  # noqa: F401
 from ..random import rng
 from ..tensor import Tensor
