@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, _wrap
 
 _grad_enabled = True
 
@@ -117,21 +117,35 @@ class Function:
     def backward(ctx: "Function", grad: np.ndarray) -> Any:
         raise NotImplementedError
 
+    # Per-node defaults, read through the class until a node sets its own (saves work per op).
+    saved_tensors: tuple = ()
+    _hooks = None
+    _retain = None
+    _versions = None
+
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         ctx = cls.__new__(cls)
-        # NumPy scalars become Python scalars, which take the tensor's dtype instead of upcasting it.
-        arrays = [a.data if isinstance(a, Tensor) else a.item() if isinstance(a, np.generic) else a
-                  for a in args]
-        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
-        record = _grad_enabled and True in needs
-        ctx.needs_input_grad = needs if record else (False,) * len(args)
-        ctx.saved_tensors = ()
+        arrays, needs, nexts = [], [], []
+        record = False
+        for a in args:   # a plain loop: measurably cheaper than comprehensions on this hot path
+            if isinstance(a, Tensor):
+                arrays.append(a.data)
+                if a.requires_grad:
+                    record = True
+                    needs.append(True)
+                    nexts.append(a.grad_fn or a)
+                    continue
+            else:
+                # NumPy scalars become Python scalars: they take the tensor's dtype, never upcast it.
+                arrays.append(a.item() if isinstance(a, np.generic) else a)
+            needs.append(False)
+            nexts.append(None)
+        record = record and _grad_enabled
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        if record and out.dtype.kind != "f":
-            record = False  # integer/bool results (argmax, casts) carry no gradient
         result = Tensor.__new__(Tensor)
         result.data = out
         result.grad = None
@@ -140,15 +154,14 @@ class Function:
             result._version, result._base = args[0]._version_cell(), args[0]
         else:
             result._version = result._base = None
-        if record:
+        if record and out.dtype.kind == "f":  # integer/bool results (argmax, casts) carry no grad
             result.requires_grad = True
             result.grad_fn = ctx
-            ctx.next_functions = tuple([(a.grad_fn or a) if need else None
-                                        for a, need in zip(args, needs)])
-            ctx._shape, ctx._dtype = out.shape, out.dtype
-            ctx._hooks = None
-            ctx._retain = None
-            ctx._versions = _saved_versions(ctx.saved_tensors, args, result) if ctx.saved_tensors else None
+            ctx.next_functions = tuple(nexts)
+            ctx._shape = out.shape
+            ctx._dtype = out.dtype
+            if ctx.saved_tensors:
+                ctx._versions = _saved_versions(ctx.saved_tensors, args, result)
         else:
             result.requires_grad = False
             result.grad_fn = None
@@ -258,8 +271,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
     keys are leaf tensors or nodes, keyed by id), gradients are stored there instead and no `.grad` is
     touched: this is `rg.grad`.
     """
-    grads: dict[int, np.ndarray] = {}
-    leaf_grads: dict[int, list] = {}
+    grads: dict[int, np.ndarray] = {}       # node id -> dL/d(node output), summed over consumers
+    leaf_grads: dict[int, list] = {}        # leaf id -> [leaf, gradient, owned]
     nodes = []
     for root, g in zip(roots, root_grads):
         if root.grad_fn is None:
@@ -276,12 +289,11 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
         if node._hooks:
             g, _ = _call_hooks(node._hooks, g)
         if node._retain is not None:
-            t = node._retain()
-            if t is not None:  # accumulates across backward calls, as a leaf's .grad does
-                t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.data + g)
+            _retain(node, g)
         if capture is not None and id(node) in capture:
             capture[id(node)] = g
-        if node.next_functions is None:
+        nexts = node.next_functions
+        if nexts is None:
             raise RuntimeError(
                 f"{node.name()}: trying to backward through the graph a second time, but its saved "
                 "values were freed by the first backward. Pass retain_graph=True to the first "
@@ -292,7 +304,6 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
         in_grads = node.backward(node, g)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
-        nexts = node.next_functions
         if len(in_grads) != len(nexts):
             raise RuntimeError(f"{node.name()}: backward returned {len(in_grads)} gradients for "
                                f"{len(nexts)} inputs")
@@ -301,26 +312,30 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
                 continue
             if type(pg) is not np.ndarray:
                 pg = _as_array(pg)
-            if isinstance(parent, Function):
+            if type(parent) is Tensor or isinstance(parent, Tensor):     # a leaf
+                data = parent.data
+                if pg.shape != data.shape:
+                    pg = unbroadcast(pg, data.shape)
+                if pg.dtype != data.dtype:
+                    pg = pg.astype(data.dtype)
+                # The incoming gradient passed through, or a view, may be shared with other
+                # gradients; a leaf's .grad must own its memory (checked again at delivery).
+                _deliver_leaf(leaf_grads, parent, pg, owned=pg is not g and pg.base is None)
+            else:
                 if pg.shape != parent._shape:
                     pg = unbroadcast(pg, parent._shape)
                 if pg.dtype != parent._dtype:
                     pg = pg.astype(parent._dtype)
                 key = id(parent)
                 grads[key] = grads[key] + pg if key in grads else pg
-            else:
-                if pg.shape != parent.data.shape:
-                    pg = unbroadcast(pg, parent.data.shape)
-                if pg.dtype != parent.data.dtype:
-                    pg = pg.astype(parent.data.dtype)
-                # An array that is the incoming gradient, a view, or handed to two inputs may be
-                # shared; a leaf's .grad must own its memory.
-                owned = pg is not g and pg.base is None and sum(x is pg for x in in_grads) == 1
-                _deliver_leaf(leaf_grads, parent, pg, owned)
         if not retain_graph:
-            node.saved_tensors = ()
-            node.next_functions = None
+            # Free everything the node kept for backward (saved arrays, options) but its output's
+            # shape and dtype, and mark it freed: a later walk reaching it reports the error.
+            shape, dtype = node._shape, node._dtype
+            node.__dict__.clear()
+            node.next_functions, node._shape, node._dtype = None, shape, dtype
 
+    delivered: set[int] = set()
     for leaf, g, owned in leaf_grads.values():
         if leaf._hooks:
             g, replaced = _call_hooks(leaf._hooks, g)
@@ -329,10 +344,19 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
             if id(leaf) in capture:
                 capture[id(leaf)] = g
         elif leaf.grad is None:
-            leaf.grad = Tensor(g if owned else g.copy())
+            if not owned or id(g) in delivered:   # e.g. a custom op returning one array twice
+                g = g.copy()
+            delivered.add(id(g))
+            leaf.grad = _wrap(g)
         else:
             # Replace rather than add in place: the old array may be referenced elsewhere.
             leaf.grad.data = leaf.grad.data + g
+
+
+def _retain(node: Function, g: np.ndarray) -> None:
+    t = node._retain()
+    if t is not None:  # accumulates across backward calls, as a leaf's .grad does
+        t.grad = _wrap(g.copy()) if t.grad is None else _wrap(t.grad.data + g)
 
 
 def _deliver_leaf(leaf_grads: dict, leaf: Tensor, g: np.ndarray, owned: bool) -> None:
@@ -351,7 +375,7 @@ def _root_gradient(t: Tensor, gradient: Any, op: str) -> np.ndarray:
                 f"{op}: the output has shape {tuple(t.shape)}, so the gradient is not implied: pass "
                 f"gradient= (an array of shape {tuple(t.shape)}, usually ones), or reduce the output "
                 "to a scalar first (e.g. .sum() or .mean()).")
-        return np.ones(t.data.shape, dtype=t.data.dtype)
+        return np.array(1, dtype=t.data.dtype).reshape(t.data.shape)
     g = _as_array(gradient)
     if g.shape != t.data.shape:
         raise RuntimeError(f"{op}: gradient has shape {g.shape} but the output has shape "

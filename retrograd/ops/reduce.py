@@ -1,6 +1,7 @@
 """Reductions (sum, mean, var, max/min, logsumexp) and the softmax family, numerically stable."""
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -34,11 +35,23 @@ def _keep(grad: np.ndarray, shape: tuple, dim, keepdim: bool) -> np.ndarray:
     """Re-insert the reduced axes into a gradient so it broadcasts against the input."""
     if keepdim or not shape:
         return grad
-    return np.expand_dims(grad, _axes(dim, len(shape)))
+    axes = _axes(dim, len(shape))
+    return grad.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
 
 
 def _count(shape: tuple, dim) -> int:
-    return int(np.prod([shape[a] for a in _axes(dim, len(shape))])) if shape else 1
+    return math.prod(shape[a] for a in _axes(dim, len(shape))) if shape else 1
+
+
+def _broadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """np.broadcast_to(grad, shape) for a gradient with the input's rank, as a zero-stride view
+    built directly: np.broadcast_to's Python overhead dominates the backward of small tensors."""
+    if grad.shape == shape:
+        return grad
+    if not grad.flags.c_contiguous or grad.ndim != len(shape):
+        return np.broadcast_to(grad, shape)
+    strides = tuple(0 if n == 1 else s for n, s in zip(grad.shape, grad.strides))
+    return np.ndarray(shape, grad.dtype, grad, 0, strides)
 
 
 class Sum(Function):
@@ -50,7 +63,7 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return np.broadcast_to(_keep(grad, ctx.shape, ctx.dim, ctx.keepdim), ctx.shape)
+        return _broadcast(_keep(grad, ctx.shape, ctx.dim, ctx.keepdim), ctx.shape)
 
 
 class Mean(Function):
@@ -63,7 +76,7 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, grad):
         g = _keep(grad, ctx.shape, ctx.dim, ctx.keepdim) / _count(ctx.shape, ctx.dim)
-        return np.broadcast_to(g, ctx.shape)
+        return _broadcast(g, ctx.shape)
 
 
 def correction(unbiased, correction_) -> int:
