@@ -23,6 +23,10 @@ from .ops import __all__ as _ops_all
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 
 bool = bool_  # noqa: A001 - rg.bool, as torch.bool
+
+# The packages above the engine, reachable as rg.nn, rg.optim, ... like torch.nn, torch.optim.
+from . import data, io, nn, optim, train  # noqa: E402
+from .io import load, save  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
