@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .tensor import Tensor, _wrap
+from .tensor import WRITE_CLOCK, Tensor, _wrap
 
 _grad_enabled = True
 
@@ -121,7 +121,7 @@ class Function:
     saved_tensors: tuple = ()
     _hooks = None
     _retain = None
-    _versions = None
+    _clock = None          # WRITE_CLOCK when made, for nodes that saved tensors
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
@@ -161,7 +161,8 @@ class Function:
             ctx._shape = out.shape
             ctx._dtype = out.dtype
             if ctx.saved_tensors:
-                ctx._versions = _saved_versions(ctx.saved_tensors, args, result)
+                ctx._clock = WRITE_CLOCK[0]
+                ctx._saved_cells = _saved_cells(ctx.saved_tensors, args, result)
         else:
             result.requires_grad = False
             result.grad_fn = None
@@ -182,20 +183,18 @@ class Function:
         return RemovableHandle(self._hooks, hook)
 
 
-def _saved_versions(saved: tuple, args: tuple, result: Tensor) -> list | None:
-    """Remember the version of every tensor whose array the op saved, to catch in-place edits later."""
-    versions = []
+def _saved_cells(saved: tuple, args: tuple, result: Tensor) -> list:
+    """Version cells of the tensors whose arrays the op saved, to catch in-place writes later."""
+    cells = []
     for s in saved:
         if s is result.data:
-            versions.append((result._version_cell(), 0 if result._version is None else result._version[0],
-                             "output"))
+            cells.append((result._version_cell(), "output"))
             continue
         for a in args:
             if isinstance(a, Tensor) and a.data is s:
-                cell = a._version_cell()
-                versions.append((cell, cell[0], "input"))
+                cells.append((a._version_cell(), "input"))
                 break
-    return versions or None
+    return cells
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -208,18 +207,18 @@ def _topological_order(roots: Iterable[Function]) -> list[Function]:
     Iterative post-order DFS: a 10,000-step unrolled RNN never touches Python's recursion limit.
     """
     order: list[Function] = []
-    visited: set[int] = set()
+    visited: set[Function] = set()
     for root in roots:
-        if id(root) in visited:
+        if root in visited:
             continue
-        visited.add(id(root))
+        visited.add(root)
+        # a node freed by an earlier backward has next_functions None; the walk reports it later
         stack = [(root, iter(root.next_functions or ()))]
         while stack:
             node, children = stack[-1]
             for child in children:
-                if isinstance(child, Function) and id(child) not in visited:
-                    visited.add(id(child))
-                    # a node freed by an earlier backward has next_functions None; the walk reports it
+                if child is not None and child not in visited and isinstance(child, Function):
+                    visited.add(child)
                     stack.append((child, iter(child.next_functions or ())))
                     break
             else:
@@ -255,12 +254,13 @@ def _call_hooks(hooks: list, grad: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def _check_versions(node: Function) -> None:
-    for cell, version, role in node._versions:
-        if cell[0] != version:
+    for cell, role in node._saved_cells:
+        if cell[0] > node._clock:
             raise RuntimeError(
                 f"{node.name()}: one of the tensors needed for gradient computation (its {role}) "
-                f"was modified by an in-place operation (version {version} when saved, now {cell[0]}). "
-                "Use the out-of-place form (a = a + b) for tensors the graph still needs.")
+                "was modified by an in-place operation after it was saved. Use the out-of-place "
+                "form (a = a + b) for tensors the graph still needs, and don't step the optimizer "
+                "between a forward pass and its backward.")
 
 
 def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], retain_graph: bool,
@@ -268,30 +268,31 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
     """Propagate `root_grads` from `roots` back through the graph.
 
     Without `capture`, gradients reaching leaves are added to their `.grad`. With `capture` (a dict whose
-    keys are leaf tensors or nodes, keyed by id), gradients are stored there instead and no `.grad` is
-    touched: this is `rg.grad`.
+    keys are leaf tensors or nodes), gradients are stored there instead and no `.grad` is touched: this
+    is `rg.grad`.
     """
-    grads: dict[int, np.ndarray] = {}       # node id -> dL/d(node output), summed over consumers
-    leaf_grads: dict[int, list] = {}        # leaf id -> [leaf, gradient, owned]
+    grads: dict = {}        # node -> dL/d(node output), summed over its consumers
+    leaf_grads: dict = {}   # leaf tensor -> [gradient, owned]
     nodes = []
     for root, g in zip(roots, root_grads):
         if root.grad_fn is None:
             _deliver_leaf(leaf_grads, root, g, owned=False)
         else:
-            key = id(root.grad_fn)
-            grads[key] = grads[key] + g if key in grads else g
-            nodes.append(root.grad_fn)
+            node = root.grad_fn
+            grads[node] = grads[node] + g if node in grads else g
+            nodes.append(node)
 
+    clock = WRITE_CLOCK[0]
     for node in _topological_order(nodes):
-        g = grads.pop(id(node), None)
+        g = grads.pop(node, None)
         if g is None:
             continue
         if node._hooks:
             g, _ = _call_hooks(node._hooks, g)
         if node._retain is not None:
             _retain(node, g)
-        if capture is not None and id(node) in capture:
-            capture[id(node)] = g
+        if capture is not None and node in capture:
+            capture[node] = g
         nexts = node.next_functions
         if nexts is None:
             raise RuntimeError(
@@ -299,7 +300,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
                 "values were freed by the first backward. Pass retain_graph=True to the first "
                 "backward(), or detach() the state carried between steps (e.g. an RNN's hidden state "
                 "between chunks).")
-        if node._versions is not None:
+        if node._clock is not None and node._clock != clock:
             _check_versions(node)
         in_grads = node.backward(node, g)
         if type(in_grads) is not tuple:
@@ -312,37 +313,36 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
                 continue
             if type(pg) is not np.ndarray:
                 pg = _as_array(pg)
-            if type(parent) is Tensor or isinstance(parent, Tensor):     # a leaf
-                data = parent.data
-                if pg.shape != data.shape:
-                    pg = unbroadcast(pg, data.shape)
-                if pg.dtype != data.dtype:
-                    pg = pg.astype(data.dtype)
+            if isinstance(parent, Function):
+                shape, dtype = parent._shape, parent._dtype
+            else:                                   # a leaf tensor
+                shape, dtype = parent.data.shape, parent.data.dtype
+            if pg.shape != shape:
+                pg = unbroadcast(pg, shape)
+            if pg.dtype is not dtype and pg.dtype != dtype:
+                pg = pg.astype(dtype)
+            if isinstance(parent, Function):
+                grads[parent] = grads[parent] + pg if parent in grads else pg
+            else:
                 # The incoming gradient passed through, or a view, may be shared with other
                 # gradients; a leaf's .grad must own its memory (checked again at delivery).
-                _deliver_leaf(leaf_grads, parent, pg, owned=pg is not g and pg.base is None)
-            else:
-                if pg.shape != parent._shape:
-                    pg = unbroadcast(pg, parent._shape)
-                if pg.dtype != parent._dtype:
-                    pg = pg.astype(parent._dtype)
-                key = id(parent)
-                grads[key] = grads[key] + pg if key in grads else pg
+                _deliver_leaf(leaf_grads, parent, pg, pg is not g and pg.base is None)
         if not retain_graph:
             # Free everything the node kept for backward (saved arrays, options) but its output's
             # shape and dtype, and mark it freed: a later walk reaching it reports the error.
-            shape, dtype = node._shape, node._dtype
-            node.__dict__.clear()
-            node.next_functions, node._shape, node._dtype = None, shape, dtype
+            d = node.__dict__
+            shape, dtype = d["_shape"], d["_dtype"]
+            d.clear()
+            d["next_functions"], d["_shape"], d["_dtype"] = None, shape, dtype
 
     delivered: set[int] = set()
-    for leaf, g, owned in leaf_grads.values():
+    for leaf, (g, owned) in leaf_grads.items():
         if leaf._hooks:
             g, replaced = _call_hooks(leaf._hooks, g)
             owned = owned and not replaced
         if capture is not None:
-            if id(leaf) in capture:
-                capture[id(leaf)] = g
+            if leaf in capture:
+                capture[leaf] = g
         elif leaf.grad is None:
             if not owned or id(g) in delivered:   # e.g. a custom op returning one array twice
                 g = g.copy()
@@ -360,12 +360,12 @@ def _retain(node: Function, g: np.ndarray) -> None:
 
 
 def _deliver_leaf(leaf_grads: dict, leaf: Tensor, g: np.ndarray, owned: bool) -> None:
-    entry = leaf_grads.get(id(leaf))
+    entry = leaf_grads.get(leaf)
     if entry is None:
-        leaf_grads[id(leaf)] = [leaf, g, owned]
+        leaf_grads[leaf] = [g, owned]
     else:
-        entry[1] = entry[1] + g
-        entry[2] = True
+        entry[0] = entry[0] + g
+        entry[1] = True
 
 
 def _root_gradient(t: Tensor, gradient: Any, op: str) -> np.ndarray:
@@ -417,12 +417,12 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
             raise RuntimeError("grad(): an output does not require grad and has no grad_fn")
         roots.append(out)
         root_grads.append(_root_gradient(out, g, "grad()"))
-    capture: dict[int, Any] = {}
+    capture: dict[Any, Any] = {}
     keys = []
     for x in inputs:
         if not x.requires_grad:
             raise RuntimeError("grad(): an input does not require grad")
-        key = id(x.grad_fn) if x.grad_fn is not None else id(x)
+        key = x.grad_fn if x.grad_fn is not None else x
         capture[key] = None
         keys.append(key)
     run_backward(roots, root_grads, retain_graph, capture)

@@ -31,16 +31,12 @@ def _check_graph_target(t: Tensor, op: str) -> None:
             "supported; use the out-of-place form")
 
 
-def _bump(t: Tensor) -> None:
-    t._version_cell()[0] += 1
-
-
 def _write_back(t: Tensor, result: Tensor, op: str) -> Tensor:
     if result.data.shape != t.data.shape:
         raise RuntimeError(f"{op}: the result has shape {result.data.shape} but the tensor being "
                            f"updated has shape {t.data.shape}")
     np.copyto(t.data, result.data, casting="same_kind")
-    _bump(t)
+    t._mark_modified()
     t.grad_fn, t.requires_grad = result.grad_fn, True
     return t
 
@@ -52,7 +48,7 @@ def _own_saved_input(t: Tensor, other: Any, result: Tensor) -> None:
     if ctx is None or not any(s is t.data for s in ctx.saved_tensors):
         return
     ctx.saved_tensors = tuple(s.copy() if s is t.data else s for s in ctx.saved_tensors)
-    ctx._versions = autograd._saved_versions(ctx.saved_tensors, (t, other), result)
+    ctx._saved_cells = autograd._saved_cells(ctx.saved_tensors, (t, other), result)
 
 
 def apply_inplace(t: Tensor, fn: type, other: Any, ufunc: Callable, op: str) -> Tensor:
@@ -68,7 +64,7 @@ def apply_inplace(t: Tensor, fn: type, other: Any, ufunc: Callable, op: str) -> 
         shape = np.shape(value)
         raise RuntimeError(f"{op}: cannot update a tensor of shape {t.data.shape} and dtype "
                            f"{t.data.dtype} in place with a value of shape {shape}: {e}") from None
-    _bump(t)
+    t._mark_modified()
     return t
 
 
@@ -80,7 +76,7 @@ def setitem(t: Tensor, index: Any, value: Any) -> None:
         _write_back(t, IndexPut.apply(t, value, index=index), "setitem")
         return
     t.data[index] = value.data if isinstance(value, Tensor) else value
-    _bump(t)
+    t._mark_modified()
 
 
 def fill_(t: Tensor, value: float) -> Tensor:
@@ -88,7 +84,7 @@ def fill_(t: Tensor, value: float) -> Tensor:
         raise RuntimeError("fill_: cannot fill a tensor that requires grad inside the graph; "
                            "use rg.no_grad()")
     t.data[...] = value
-    _bump(t)
+    t._mark_modified()
     return t
 
 
@@ -101,5 +97,5 @@ def copy_(t: Tensor, src: Any) -> Tensor:
         np.copyto(t.data, np.broadcast_to(src, t.data.shape), casting="unsafe")
     except ValueError:
         raise RuntimeError(f"copy_: cannot copy shape {src.shape} into shape {t.data.shape}") from None
-    _bump(t)
+    t._mark_modified()
     return t

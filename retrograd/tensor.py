@@ -13,6 +13,10 @@ from . import dtypes
 
 _AXIS_ALIASES = ("axis", "keepdims")
 
+# Counts in-place writes to tensors. A graph node remembers its value when it is made; if it has
+# not moved by backward time, nothing the node saved can have been overwritten.
+WRITE_CLOCK = [0]
+
 
 class Tensor:
     """An n-dimensional array with reverse-mode automatic differentiation.
@@ -118,8 +122,7 @@ class Tensor:
             raise TypeError("only integer tensors of a single element can be used as an index")
         return int(self.data)
 
-    def __hash__(self) -> int:
-        return id(self)
+    __hash__ = object.__hash__   # identity, at C speed (tensors key the optimizer's state)
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4,
@@ -213,9 +216,17 @@ class Tensor:
         self.grad_fn._retain = weakref.ref(self)
 
     def _version_cell(self) -> list:
+        """The tensor's version: a one-element list shared with its views, holding the value of the
+        write clock at the tensor's last in-place write (0 if never written)."""
         if self._version is None:
             self._version = [0]
         return self._version
+
+    def _mark_modified(self) -> None:
+        """Record an in-place write to this tensor's memory, so a graph that saved the old values
+        refuses to backward instead of returning a wrong gradient."""
+        WRITE_CLOCK[0] += 1
+        self._version_cell()[0] = WRITE_CLOCK[0]
 
     # -- arithmetic ---------------------------------------------------------------------------------
     def __add__(self, other): return Add.apply(self, other)

@@ -45,7 +45,7 @@ def clip_grad_value_(parameters: TensorOrTensors, clip_value: float) -> None:
     for p in _as_list(parameters):
         if p.grad is not None:
             np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
-            _bump(p.grad)
+            p.grad._mark_modified()
 
 
 def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
@@ -81,7 +81,7 @@ def clip_grads_with_norm_(parameters: TensorOrTensors, max_norm: float,
             g = p.grad.data
             with np.errstate(invalid="ignore"):  # inf·0 = NaN when the norm was inf, as in torch
                 np.multiply(g, coef.astype(g.dtype), out=g)
-            _bump(p.grad)
+            p.grad._mark_modified()
 
 
 def _vector_norm(a: np.ndarray, p: float) -> np.ndarray:
@@ -111,8 +111,3 @@ def _as_list(parameters: TensorOrTensors) -> list[Tensor]:
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur "
                       "(was model.parameters() already consumed?)", stacklevel=3)
     return parameters
-
-
-def _bump(t: Tensor) -> None:
-    if t._version is not None:
-        t._version[0] += 1

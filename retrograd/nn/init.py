@@ -110,6 +110,8 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: Generator | Non
 def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu", generator: Generator | None = None) -> Tensor:
     """He et al. (2015): U(-b, b), b = gain * sqrt(3 / fan), for ReLU-family networks."""
+    if tensor.data.size == 0:   # e.g. nn.Linear(0, n): nothing to fill, and fan would be 0
+        return tensor
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(tensor, mode))
     return uniform_(tensor, -bound, bound, generator)
 
@@ -117,6 +119,8 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", generator: Generator | None = None) -> Tensor:
     """He et al. (2015): N(0, std^2), std = gain / sqrt(fan)."""
+    if tensor.data.size == 0:
+        return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
     return normal_(tensor, 0.0, std, generator)
 
@@ -125,6 +129,8 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Generator | None =
     """Saxe et al. (2013): a (semi-)orthogonal matrix from the QR decomposition of a normal draw."""
     if tensor.ndim < 2:
         raise ValueError(f"orthogonal_: expects at least 2 dimensions, got shape {tensor.shape}")
+    if tensor.data.size == 0:
+        return tensor
     rows = tensor.shape[0]
     cols = tensor.data.size // rows
     flat = rng(generator).standard_normal((rows, cols))

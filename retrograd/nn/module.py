@@ -80,10 +80,10 @@ class Module:
         if "_parameters" not in d:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             d["_parameters"][name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep="_modules")
             d["_modules"][name] = value
         elif name in d["_parameters"]:
             if value is not None:
@@ -104,19 +104,33 @@ class Module:
 
     def __delattr__(self, name: str) -> None:
         self._forget(name)
-        del self.__dict__[name]
+        super().__delattr__(name)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, keep: str | None = None) -> None:
+        """Drop `name` from every registry but `keep`, where rebinding it keeps its place (so
+        `m.weight = other` leaves the state_dict order as it was, as in PyTorch)."""
         d = self.__dict__
         for registry in ("_parameters", "_modules", "_buffers"):
-            d[registry].pop(name, None)
+            if registry != keep:
+                d[registry].pop(name, None)
         d["_non_persistent"].discard(name)
+
+    def _check_name(self, name: Any, kind: str, registry: str) -> None:
+        """PyTorch's rules: a string without dots that doesn't shadow a method or other attribute
+        (a ModuleDict key "train" would otherwise hide `Module.train`)."""
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
+        if name == "" or "." in name:
+            raise KeyError(f"{kind} name can't be empty or contain \".\", got {name!r}")
+        if hasattr(self, name) and name not in self.__dict__[registry]:
+            raise KeyError(f"attribute {name!r} already exists on {type(self).__name__}")
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, "
                             f"got {type(param).__name__}")
-        self._forget(name)
+        self._check_name(name, "parameter", "_parameters")
+        self._forget(name, keep="_parameters")
         self._parameters[name] = param
         self.__dict__[name] = param
 
@@ -126,7 +140,8 @@ class Module:
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, "
                             f"got {type(tensor).__name__}")
-        self._forget(name)
+        self._check_name(name, "buffer", "_buffers")
+        self._forget(name, keep="_buffers")
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
@@ -135,7 +150,8 @@ class Module:
     def add_module(self, name: str, module: "Module | None") -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module, got {type(module).__name__}")
-        self._forget(name)
+        self._check_name(name, "module", "_modules")
+        self._forget(name, keep="_modules")
         self._modules[name] = module
         self.__dict__[name] = module
 
@@ -182,7 +198,8 @@ class Module:
 
     def _named_members(self, registry: str, prefix: str, recurse: bool,
                        remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
-        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse
+                   else [(prefix, self)])
         seen: set[int] = set()
         for module_prefix, module in modules:
             for name, value in getattr(module, registry).items():
@@ -256,10 +273,12 @@ class Module:
                    keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
         """Every parameter and persistent buffer by dotted name, in registration order.
 
-        Values are tensors sharing memory with the model (detached unless keep_vars).
+        Values are tensors sharing memory with the model (detached unless keep_vars). A module
+        reachable by two paths is saved under both, as PyTorch does.
         """
         out = OrderedDict() if destination is None else destination
-        for module_prefix, module in self.named_modules(prefix=prefix.rstrip(".")):
+        for module_prefix, module in self.named_modules(prefix=prefix.rstrip("."),
+                                                        remove_duplicate=False):
             dot = f"{module_prefix}." if module_prefix else ""
             for name, p in module._parameters.items():
                 if p is not None:
@@ -311,15 +330,16 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        lines = []
-        for name, module in self._modules.items():
-            child = repr(module).replace("\n", "\n  ")
-            lines.append(f"({name}): {child}")
+        # PyTorch's layout: a one-line extra_repr stays inline, anything else goes one item a line
         extra = self.extra_repr()
-        if not lines:
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({name}): " + repr(module).replace("\n", "\n  ")
+                       for name, module in self._modules.items()]
+        if len(extra_lines) == 1 and not child_lines:
             return f"{type(self).__name__}({extra})"
-        head = f"{type(self).__name__}(" + (extra if extra else "")
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+        if not extra_lines and not child_lines:
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(extra_lines + child_lines) + "\n)"
 
     def __dir__(self):
         return sorted(set(super().__dir__()))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..creation import ones, tensor, zeros
+from ..dtypes import int64
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module
@@ -12,20 +13,24 @@ class _BatchNorm(Module):
     expected_dims: tuple = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
+                 affine: bool = True, track_running_stats: bool = True, *, bias: bool = True,
+                 dtype=None):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
-            self.weight = Parameter(ones(num_features))
-            self.bias = Parameter(zeros(num_features))
+            self.weight = Parameter(ones(num_features, dtype=dtype))
+            if bias:
+                self.bias = Parameter(zeros(num_features, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features))
-            self.register_buffer("running_var", ones(num_features))
-            self.register_buffer("num_batches_tracked", tensor(0))
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", tensor(0, dtype=int64))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -37,6 +42,13 @@ class _BatchNorm(Module):
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
 
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            self.weight.data[...] = 1
+        if self.bias is not None:
+            self.bias.data[...] = 0
+
     def _check_input(self, x: Tensor) -> None:
         if x.ndim not in self.expected_dims or x.shape[1] != self.num_features:
             dims = " or ".join(f"{d}-D" for d in self.expected_dims)
@@ -47,22 +59,24 @@ class _BatchNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats and x.data.size // x.shape[1] <= 1:
+            raise ValueError(f"{type(self).__name__}({self.num_features}): expected more than 1 "
+                             f"value per channel when training, got input of shape "
+                             f"{tuple(x.shape)}")
         momentum = self.momentum
-        if self.training and self.track_running_stats:
+        update = self.training and self.track_running_stats
+        if update:   # only once the input passed every check: a failed call changes nothing
             self.num_batches_tracked.data += 1
             if momentum is None:   # cumulative moving average
                 momentum = 1.0 / int(self.num_batches_tracked.data)
-        if use_batch_stats and x.data.size // x.shape[1] <= 1:
-            raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when "
-                             f"training, got input of shape {tuple(x.shape)}")
-        update = self.training and self.track_running_stats
         return F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
                             self.running_var if update or not use_batch_stats else None,
                             self.weight, self.bias, use_batch_stats, momentum, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -87,16 +101,16 @@ class LayerNorm(Module):
     """
 
     def __init__(self, normalized_shape: int | tuple, eps: float = 1e-5,
-                 elementwise_affine: bool = True, bias: bool = True):
+                 elementwise_affine: bool = True, bias: bool = True, *, dtype=None):
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
-        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        self.normalized_shape, self.eps = tuple(int(n) for n in normalized_shape), eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(ones(self.normalized_shape))
+            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype))
             if bias:
-                self.bias = Parameter(zeros(self.normalized_shape))
+                self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype))
             else:
                 self.register_parameter("bias", None)
         else:
@@ -105,11 +119,12 @@ class LayerNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.normalized_shape)
-        if tuple(x.shape[-k:]) != self.normalized_shape:
-            raise ValueError(f"LayerNorm({self.normalized_shape}): input of shape "
-                             f"{tuple(x.shape)} does not end with {self.normalized_shape}")
+        if x.ndim < k or tuple(x.shape[-k:]) != self.normalized_shape:
+            raise ValueError(f"LayerNorm({self.normalized_shape}): expected input whose last "
+                             f"{k} dimension(s) are {self.normalized_shape}, got shape "
+                             f"{tuple(x.shape)}")
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")

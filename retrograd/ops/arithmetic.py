@@ -66,9 +66,12 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            # a^0 is constant: its gradient is 0 also at a == 0, where b a^(b-1) is 0 * inf
-            with np.errstate(divide="ignore", invalid="ignore"):
-                grad_a = np.where(b == 0, 0, grad * b * a ** (b - 1))
+            if b == 2 if isinstance(b, (int, float)) else False:   # the common square: no a^(b-1)
+                grad_a = grad * (2 * a)
+            else:
+                # a^0 is constant: its gradient is 0 also at a == 0, where b a^(b-1) is 0 * inf
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    grad_a = np.where(b == 0, 0, grad * b * a ** (b - 1))
         if ctx.needs_input_grad[1]:
             a = np.asarray(a)
             # d(a^b)/db = a^b log(a); at a == 0 the limit is 0 (as PyTorch defines it).

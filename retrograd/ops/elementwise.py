@@ -7,13 +7,21 @@ import numpy as np
 
 from ..autograd import Function
 
-try:  # SciPy's erf is vectorised C; without SciPy, math.erf per element is exact but slower.
+try:  # SciPy's erf and expit are exact single-pass ufuncs; without SciPy the fallbacks below are
+    # exact too, only slower (math.erf per element; sigmoid in five array passes).
     from scipy.special import erf as _erf
+    from scipy.special import expit as _sigmoid
 except ImportError:  # pragma: no cover - exercised only without SciPy
     _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
     def _erf(x):
         return _erf_scalar(x).astype(x.dtype)
+
+    def _sigmoid(x: np.ndarray) -> np.ndarray:
+        # exp of a non-positive number never overflows, and keeps sigmoid(-30) accurate (not 1 - 1).
+        e = np.exp(-np.abs(x))
+        r = 1 / (1 + e)
+        return np.where(x >= 0, r, e * r)
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -117,13 +125,6 @@ class Tanh(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return grad * (1 - out * out)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp of a non-positive number never overflows, and keeps sigmoid(-30) accurate (not 1 - 1).
-    e = np.exp(-np.abs(x))
-    r = 1 / (1 + e)
-    return np.where(x >= 0, r, e * r)
 
 
 class Sigmoid(Function):

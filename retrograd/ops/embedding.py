@@ -23,7 +23,7 @@ class EmbeddingLookup(Function):
     def backward(ctx, grad):
         (ids,) = ctx.saved_tensors
         flat_ids = ids.reshape(-1)
-        flat_grad = grad.reshape(flat_ids.size, -1)
+        flat_grad = grad.reshape(flat_ids.size, grad.shape[-1])   # also right for no ids at all
         out = np.zeros((ctx.num, flat_grad.shape[1]), dtype=grad.dtype)
         np.add.at(out, flat_ids, flat_grad)
         if ctx.padding_idx is not None:

@@ -70,15 +70,14 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        need_x, need_w = ctx.needs_input_grad[:2]
-        grad_x = grad @ weight if need_x else None
-        grad_w = grad_b = None
-        g2 = grad.reshape(-1, grad.shape[-1])
-        if need_w:
-            grad_w = g2.T @ x.reshape(-1, x.shape[-1])
-        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            grad_b = g2.sum(axis=0)
-        return (grad_x, grad_w, grad_b) if len(ctx.needs_input_grad) > 2 else (grad_x, grad_w)
+        needs = ctx.needs_input_grad
+        grad_x = grad @ weight if needs[0] else None
+        if grad.ndim != 2:       # fold batch dimensions: dW and db sum over every sample
+            grad, x = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
+        grad_w = grad.T @ x if needs[1] else None
+        if len(needs) == 2:
+            return grad_x, grad_w
+        return grad_x, grad_w, (grad.sum(axis=0) if needs[2] else None)
 
 
 def matmul(a, b):

@@ -143,8 +143,7 @@ class Optimizer:
         state = self.state
         for p in group["params"]:
             if p.grad is not None:
-                if p._version is not None:
-                    p._version[0] += 1
+                p._mark_modified()
                 yield p.data, p.grad.data, state[p]
 
     # -- serialisation, in torch's layout ----------------------------------------------------------
