@@ -57,6 +57,8 @@ class ModuleList(Module):
         return ModuleList(values[index]) if isinstance(index, slice) else values[index]
 
     def __setitem__(self, index: int, module: Module) -> None:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"ModuleList: index {index} is out of range for {len(self)} modules")
         self.add_module(str(index % len(self)), module)
 
     def __len__(self) -> int:

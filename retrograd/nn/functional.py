@@ -4,6 +4,8 @@ Layers own parameters; these functions take them as arguments, so the same maths
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..ops import (elu, gelu, leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax,  # noqa
                    softplus, tanh)
 from ..ops.arithmetic import Mul
@@ -24,7 +26,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0.0
-    keep = rng().random(x.shape, dtype=x.dtype if x.dtype.kind == "f" else None) >= p
+    # NumPy draws float32 or float64 only; float16 (and integer) inputs use float32 draws
+    keep = rng().random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64)
+                        else np.float32) >= p
     return Mul.apply(x, keep * x.dtype.type(1.0 / (1.0 - p)))
 
 

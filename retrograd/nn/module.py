@@ -78,7 +78,10 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if "_parameters" not in d:
-            raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
+            if isinstance(value, (Parameter, Module)):
+                raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Parameter):
             self._forget(name, keep="_parameters")
             d["_parameters"][name] = value
@@ -100,6 +103,9 @@ class Module:
                 raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
                                 "(Tensor or None expected)")
             d["_buffers"][name] = value
+        else:   # a plain attribute: the normal route, so a subclass's property setters run
+            object.__setattr__(self, name, value)
+            return
         d[name] = value
 
     def __delattr__(self, name: str) -> None:
