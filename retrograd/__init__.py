@@ -20,6 +20,7 @@ from .dtypes import (bool_, double, float16, float32, float64, get_default_dtype
 from .gradcheck import GradcheckError, gradcheck
 from .ops import *  # noqa: F401,F403 - the functional API (rg.exp, rg.cat, rg.softmax, ...)
 from .ops import __all__ as _ops_all
+from .parallel import get_num_threads, set_num_threads
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 
 bool = bool_  # noqa: A001 - rg.bool, as torch.bool
@@ -33,7 +34,7 @@ __all__ = [
     "Tensor", "Function", "Generator", "GradcheckError", "tensor", "as_tensor", "from_numpy",
     "zeros", "ones", "empty", "full", "zeros_like", "ones_like", "full_like", "arange", "linspace",
     "eye", "rand", "randn", "randint", "rand_like", "randn_like", "randperm", "manual_seed", "seed",
-    "get_rng_state", "set_rng_state", "no_grad", "enable_grad", "is_grad_enabled",
+    "get_rng_state", "set_rng_state", "get_num_threads", "set_num_threads", "no_grad", "enable_grad", "is_grad_enabled",
     "set_grad_enabled", "grad", "gradcheck", "get_default_dtype", "set_default_dtype", "float16",
     "float32", "float64", "half", "double", "int8", "int16", "int32", "int64", "long", "uint8",
     "bool", "dtypes", *_ops_all,

@@ -13,6 +13,9 @@ def _xor(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .demos import digits
+    if args.threads:
+        from .parallel import set_num_threads
+        set_num_threads(args.threads)
     config = digits.DigitsConfig(hidden=args.hidden, depth=args.depth, optimizer=args.optimizer,
                                  lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
                                  dropout=args.dropout, weight_decay=args.weight_decay,
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
     p.add_argument("--out", default=d.out, help=f"output directory ({d.out})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads for matrix products (default: NumPy's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_train)
     return parser
