@@ -8,7 +8,7 @@ from typing import Sequence
 def _xor(args: argparse.Namespace) -> int:
     from .demos import xor
     return xor.main(lr=args.lr, epochs=args.epochs, threshold=args.threshold, seed=args.seed,
-                    hidden=args.hidden, print_every=args.print_every)
+                    hidden=args.hidden, print_every=args.print_every, show_trace=args.trace)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--hidden", type=int, default=2, help="hidden units (default 2)")
     p.add_argument("--print-every", type=int, default=1000, help="epochs between error lines")
+    p.add_argument("--trace", action="store_true",
+                   help="first show epoch 1 in textbook notation: z, a, delta, dE/dW, dE/db per layer")
     p.set_defaults(run=_xor)
 
     from .demos.digits import DigitsConfig

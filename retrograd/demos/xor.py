@@ -61,9 +61,15 @@ def train_xor(lr: float = 0.5, epochs: int = 10_000, threshold: float = 0.01, se
 
 
 def main(lr: float = 0.5, epochs: int = 10_000, threshold: float = 0.01, seed: int = 0,
-         hidden: int = 2, print_every: int = 1000) -> int:
+         hidden: int = 2, print_every: int = 1000, show_trace: bool = False) -> int:
     print(f"XOR: 2-{hidden}-1 sigmoid network, E = 1/2 sum (y - a)^2, gradient descent lr={lr}, "
           f"seed={seed}")
+    if show_trace:
+        from ..inspect import trace
+        random.manual_seed(seed)        # the same initial weights the training run starts from
+        print("\nepoch 1, step by step: forward (z, a), then backward (delta, dE/dW, dE/db)\n")
+        print(trace(build(hidden), X, Y).table())
+        print()
     result = train_xor(lr, epochs, threshold, seed, hidden, print_every)
     if result.converged:
         print(f"stopped at epoch {result.epochs}: error {result.error:.6f} < {threshold}")

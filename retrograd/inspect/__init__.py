@@ -1,4 +1,6 @@
-"""Make backpropagation visible: the recorded graph of any output, as Mermaid or Graphviz DOT."""
+"""Make backpropagation visible: the recorded graph of any output (Mermaid, Graphviz DOT) and a
+layer-by-layer trace of z, a, delta and the gradients in textbook notation."""
 from .graph import render, to_dot, to_mermaid
+from .trace import LayerTrace, Trace, trace
 
-__all__ = ["to_mermaid", "to_dot", "render"]
+__all__ = ["to_mermaid", "to_dot", "render", "trace", "Trace", "LayerTrace"]
