@@ -9,7 +9,7 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "retrograd"
 ENGINE = {"tensor", "autograd", "creation", "dtypes", "random", "inplace", "gradcheck", "parallel",
           "ops"}
 MIDDLE = {"nn", "optim", "data"}
-TOP = {"train", "io", "demos", "cli", "__main__"}
+TOP = {"train", "io", "inspect", "demos", "cli", "__main__"}
 ALLOWED = {
     "engine": ENGINE,
     "middle": ENGINE | MIDDLE,
