@@ -9,13 +9,19 @@ in, and the gradients with respect to its inputs go out.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Sequence
+import heapq
+import itertools
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .tensor import WRITE_CLOCK, Tensor, _wrap
 
 _grad_enabled = True
+
+# Numbers graph nodes in the order they are made. A node's inputs always exist before it does, so a
+# node is numbered after every node it depends on: the backward walk goes from high numbers to low.
+_sequence = itertools.count()
 
 
 def is_grad_enabled() -> bool:
@@ -103,6 +109,10 @@ class Function:
     tensors) that produced its inputs.
     """
 
+    # The engine's fields of a recorded node live in slots, apart from the __dict__ where the op
+    # keeps what it saved for backward: freeing a node after backward is one __dict__.clear().
+    __slots__ = ("__dict__", "__weakref__", "next_functions", "_seq", "_shape", "_dtype")
+
     # Set on ops whose output is a NumPy view of their first input, so in-place writes see each other.
     returns_view = False
 
@@ -158,6 +168,7 @@ class Function:
             result.requires_grad = True
             result.grad_fn = ctx
             ctx.next_functions = tuple(nexts)
+            ctx._seq = next(_sequence)
             ctx._shape = out.shape
             ctx._dtype = out.dtype
             if ctx.saved_tensors:
@@ -192,7 +203,8 @@ def _saved_cells(saved: tuple, args: tuple, result: Tensor) -> list:
             continue
         for a in args:
             if isinstance(a, Tensor) and a.data is s:
-                cells.append((a._version_cell(), "input"))
+                # `a._version or`: an input usually has its cell already; skip the method call
+                cells.append((a._version or a._version_cell(), "input"))
                 break
     return cells
 
@@ -200,33 +212,6 @@ def _saved_cells(saved: tuple, args: tuple, result: Tensor) -> list:
 # ---------------------------------------------------------------------------------------------------
 # The backward walk
 # ---------------------------------------------------------------------------------------------------
-
-def _topological_order(roots: Iterable[Function]) -> list[Function]:
-    """Nodes reachable from `roots`, each after every node that consumes its output.
-
-    Iterative post-order DFS: a 10,000-step unrolled RNN never touches Python's recursion limit.
-    """
-    order: list[Function] = []
-    visited: set[Function] = set()
-    for root in roots:
-        if root in visited:
-            continue
-        visited.add(root)
-        # a node freed by an earlier backward has next_functions None; the walk reports it later
-        stack = [(root, iter(root.next_functions or ()))]
-        while stack:
-            node, children = stack[-1]
-            for child in children:
-                if child is not None and child not in visited and isinstance(child, Function):
-                    visited.add(child)
-                    stack.append((child, iter(child.next_functions or ())))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
-
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum a gradient over the axes along which its input was broadcast (adjoint of broadcasting)."""
@@ -237,6 +222,15 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
                                        if n == 1 and grad.shape[i + extra] != 1)
     grad = grad.sum(axis=axes, keepdims=True) if axes else grad
     return grad.reshape(shape)
+
+
+def _conform(grad: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A gradient in the shape and dtype of the value it is the gradient of."""
+    if grad.shape != shape:
+        grad = unbroadcast(grad, shape)
+    if grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    return grad
 
 
 def _as_array(g: Any) -> np.ndarray:
@@ -273,20 +267,20 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
     """
     grads: dict = {}        # node -> dL/d(node output), summed over its consumers
     leaf_grads: dict = {}   # leaf tensor -> [gradient, owned]
-    nodes = []
+    # Nodes that have received some gradient, latest-made first. Every consumer of a node was made
+    # after it, so when a node comes off this queue its gradient is complete (PyTorch orders its
+    # walk by the same sequence numbers). One pass, no separate topological sort.
+    pending: list = []      # heap of (-node._seq, node)
     for root, g in zip(roots, root_grads):
         if root.grad_fn is None:
             _deliver_leaf(leaf_grads, root, g, owned=False)
         else:
-            node = root.grad_fn
-            grads[node] = grads[node] + g if node in grads else g
-            nodes.append(node)
+            _send(grads, pending, root.grad_fn, g)
 
     clock = WRITE_CLOCK[0]
-    for node in _topological_order(nodes):
-        g = grads.pop(node, None)
-        if g is None:
-            continue
+    while pending:
+        node = heapq.heappop(pending)[1]
+        g = grads.pop(node)
         if node._hooks:
             g, _ = _call_hooks(node._hooks, g)
         if node._retain is not None:
@@ -314,26 +308,21 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
             if type(pg) is not np.ndarray:
                 pg = _as_array(pg)
             if isinstance(parent, Function):
-                shape, dtype = parent._shape, parent._dtype
+                if pg.shape != parent._shape or pg.dtype is not parent._dtype:
+                    pg = _conform(pg, parent._shape, parent._dtype)
+                _send(grads, pending, parent, pg)
             else:                                   # a leaf tensor
-                shape, dtype = parent.data.shape, parent.data.dtype
-            if pg.shape != shape:
-                pg = unbroadcast(pg, shape)
-            if pg.dtype is not dtype and pg.dtype != dtype:
-                pg = pg.astype(dtype)
-            if isinstance(parent, Function):
-                grads[parent] = grads[parent] + pg if parent in grads else pg
-            else:
+                data = parent.data
+                if pg.shape != data.shape or pg.dtype is not data.dtype:
+                    pg = _conform(pg, data.shape, data.dtype)
                 # The incoming gradient passed through, or a view, may be shared with other
                 # gradients; a leaf's .grad must own its memory (checked again at delivery).
                 _deliver_leaf(leaf_grads, parent, pg, pg is not g and pg.base is None)
         if not retain_graph:
-            # Free everything the node kept for backward (saved arrays, options) but its output's
-            # shape and dtype, and mark it freed: a later walk reaching it reports the error.
-            d = node.__dict__
-            shape, dtype = d["_shape"], d["_dtype"]
-            d.clear()
-            d["next_functions"], d["_shape"], d["_dtype"] = None, shape, dtype
+            # Free everything the op kept for backward (saved arrays, options), and mark the node
+            # freed: a later walk reaching it reports the error.
+            node.__dict__.clear()
+            node.next_functions = None
 
     delivered: set[int] = set()
     for leaf, (g, owned) in leaf_grads.items():
@@ -351,6 +340,15 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
         else:
             # Replace rather than add in place: the old array may be referenced elsewhere.
             leaf.grad.data = leaf.grad.data + g
+
+
+def _send(grads: dict, pending: list, node: Function, g: np.ndarray) -> None:
+    """Add g to the gradient of node's output; queue the node when it receives its first."""
+    if node in grads:
+        grads[node] = grads[node] + g
+    else:
+        grads[node] = g
+        heapq.heappush(pending, (-node._seq, node))
 
 
 def _retain(node: Function, g: np.ndarray) -> None:

@@ -226,7 +226,10 @@ class Tensor:
         """Record an in-place write to this tensor's memory, so a graph that saved the old values
         refuses to backward instead of returning a wrong gradient."""
         WRITE_CLOCK[0] += 1
-        self._version_cell()[0] = WRITE_CLOCK[0]
+        if self._version is None:
+            self._version = [WRITE_CLOCK[0]]
+        else:
+            self._version[0] = WRITE_CLOCK[0]
 
     # -- arithmetic ---------------------------------------------------------------------------------
     def __add__(self, other): return Add.apply(self, other)

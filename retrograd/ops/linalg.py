@@ -16,6 +16,16 @@ def _check_matmul(a: np.ndarray, b: np.ndarray) -> None:
                          f"({a.shape[-1]} != {inner_b})")
 
 
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b. For 2-D arrays laid out for BLAS (C or Fortran order, as W.T is) `ndarray.dot`
+    makes the same GEMM call, bit for bit, without the ufunc dispatch of `@`, which costs more
+    than the product itself on small matrices. Strided views keep `@`: there the two may round
+    differently."""
+    if a.ndim == 2 and b.ndim == 2 and a.flags.forc and b.flags.forc:
+        return a.dot(b)
+    return a @ b
+
+
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
@@ -62,7 +72,7 @@ class Linear(Function):
             raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
                              f"{weight.shape} (expected last dimension {weight.shape[1]})")
         ctx.save_for_backward(x, weight)
-        out = x @ weight.T
+        out = _mm(x, weight.T)
         if bias is not None:
             out += bias
         return out
@@ -71,13 +81,14 @@ class Linear(Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        grad_x = grad @ weight if needs[0] else None
+        grad_x = _mm(grad, weight) if needs[0] else None
         if grad.ndim != 2:       # fold batch dimensions: dW and db sum over every sample
             grad, x = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
-        grad_w = grad.T @ x if needs[1] else None
+        grad_w = _mm(grad.T, x) if needs[1] else None
         if len(needs) == 2:
             return grad_x, grad_w
-        return grad_x, grad_w, (grad.sum(axis=0) if needs[2] else None)
+        # np.add.reduce is what ndarray.sum calls, minus a Python wrapper
+        return grad_x, grad_w, (np.add.reduce(grad, 0) if needs[2] else None)
 
 
 def matmul(a, b):

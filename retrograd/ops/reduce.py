@@ -54,6 +54,14 @@ def _broadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ndarray(shape, grad.dtype, grad, 0, strides)
 
 
+def _spread(grad: np.ndarray, shape: tuple, dim, keepdim: bool) -> np.ndarray:
+    """A reduction's gradient spread back over its input's shape (the adjoint of summing is
+    copying): every element that went into an output gets that output's gradient."""
+    if grad.size == 1:    # one value for every element (a full reduction): all strides 0
+        return np.ndarray(shape, grad.dtype, grad, 0, (0,) * len(shape))
+    return _broadcast(_keep(grad, shape, dim, keepdim), shape)
+
+
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False):
@@ -63,7 +71,7 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _broadcast(_keep(grad, ctx.shape, ctx.dim, ctx.keepdim), ctx.shape)
+        return _spread(grad, ctx.shape, ctx.dim, ctx.keepdim)
 
 
 class Mean(Function):
@@ -75,8 +83,7 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        g = _keep(grad, ctx.shape, ctx.dim, ctx.keepdim) / _count(ctx.shape, ctx.dim)
-        return _broadcast(g, ctx.shape)
+        return _spread(grad / _count(ctx.shape, ctx.dim), ctx.shape, ctx.dim, ctx.keepdim)
 
 
 def correction(unbiased, correction_) -> int:

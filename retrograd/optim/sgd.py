@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .optimizer import Optimizer, ParamsT
 
 
@@ -35,7 +37,12 @@ class SGD(Optimizer):
         lr, momentum = float(group["lr"]), float(group["momentum"])
         dampening, weight_decay = float(group["dampening"]), float(group["weight_decay"])
         nesterov, maximize = group["nesterov"], group["maximize"]
+        dtype = None
         for x, g, state in self._grads(group):
+            if x.dtype is not dtype:
+                # lr as a 0-d array of x's dtype, rounded as the Python float would be: NumPy 2
+                # multiplies by it about 3x faster than by a float. Made once per dtype.
+                dtype, lr_x = x.dtype, np.array(lr, x.dtype)
             if maximize:
                 g = -g
             if weight_decay:
@@ -48,4 +55,4 @@ class SGD(Optimizer):
                     b *= momentum
                     b += g if dampening == 0 else (1 - dampening) * g
                 g = g + momentum * b if nesterov else b
-            x -= lr * g
+            x -= lr_x * g
