@@ -9,11 +9,15 @@ import numpy as np
 from ..ops import (elu, gelu, leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax,  # noqa
                    softplus, tanh)
 from ..ops.arithmetic import Mul
+from ..ops.attention import scaled_dot_product_attention  # noqa: F401
+from ..ops.conv import conv1d, conv2d, conv_transpose2d  # noqa: F401
 from ..ops.embedding import embedding  # noqa: F401
 from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                         cross_entropy, huber_loss, kl_div, l1_loss, mse_loss, nll_loss,
                         smooth_l1_loss)
 from ..ops.norm import batch_norm_train, layer_norm  # noqa: F401
+from ..ops.pool import (adaptive_avg_pool2d, avg_pool2d, interpolate, max_pool1d,  # noqa: F401
+                        max_pool2d)
 from ..random import rng
 from ..tensor import Tensor
 
