@@ -1,4 +1,4 @@
-"""The `retrograd` command line: `retrograd xor`, `retrograd train`."""
+"""The `retrograd` command line: `retrograd xor`, `retrograd train`, `retrograd inspect`."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,45 @@ def _train(args: argparse.Namespace) -> int:
                                  dropout=args.dropout, weight_decay=args.weight_decay,
                                  seed=args.seed, out=args.out, progress=not args.quiet)
     return digits.main(config)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .demos import inspection
+    if args.what == "graph":
+        return inspection.main("graph", fmt=args.format, out=args.out, hidden=args.hidden,
+                               seed=args.seed, values=args.values, grads=args.grads,
+                               direction=args.direction)
+    if args.what == "trace":
+        return inspection.main("trace", hidden=args.hidden, seed=args.seed)
+    return inspection.main("flow", activation=args.activation, depth=args.depth,
+                           width=args.width, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                           out=args.out, progress=not args.quiet)
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="see backprop: the graph, a layer-by-layer trace, "
+                                       "gradient flow")
+    what = p.add_subparsers(dest="what", required=True)
+    g = what.add_parser("graph", help="the recorded graph of the XOR network's error")
+    g.add_argument("--format", default="mermaid", choices=["mermaid", "dot", "svg", "png"])
+    g.add_argument("--out", default=None, help="write here instead of printing")
+    g.add_argument("--values", action="store_true", help="show leaf values")
+    g.add_argument("--grads", action="store_true", help="show leaf gradients")
+    g.add_argument("--direction", default="LR", choices=["LR", "TD"])
+    t = what.add_parser("trace", help="z, a, delta, dE/dW, dE/db of the XOR network, one pass")
+    for q in (g, t):
+        q.add_argument("--hidden", type=int, default=2, help="hidden units (default 2)")
+        q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f = what.add_parser("flow", help="per-layer gradient norms of a deep MLP training on digits")
+    f.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "relu"])
+    f.add_argument("--depth", type=int, default=8, help="hidden layers (default 8)")
+    f.add_argument("--width", type=int, default=64, help="units per hidden layer (default 64)")
+    f.add_argument("--epochs", type=int, default=2, help="epochs (default 2)")
+    f.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
+    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f.add_argument("--out", default="gradient_flow.png", help="heat map PNG path")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_inspect)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BLAS threads for matrix products (default: NumPy's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_train)
+    _add_inspect(sub)
     return parser
 
 
