@@ -103,15 +103,21 @@ def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = F
 def rand(*size, generator: Generator | None = None, dtype: Any = None,
          requires_grad: bool = False) -> Tensor:
     """Uniform draws from [0, 1). `rg.rand(2, 3)` and `rg.rand((2, 3))` both work."""
-    dtype = _float_dtype(dtype)
-    return _new(rng(generator).random(_shape_arg(size), dtype=dtype), requires_grad)
+    return _new(_draw(rng(generator).random, size, dtype), requires_grad)
 
 
 def randn(*size, generator: Generator | None = None, dtype: Any = None,
           requires_grad: bool = False) -> Tensor:
     """Standard normal draws. `rg.randn(2, 3)` and `rg.randn((2, 3))` both work."""
+    return _new(_draw(rng(generator).standard_normal, size, dtype), requires_grad)
+
+
+def _draw(method, size: tuple, dtype: Any) -> np.ndarray:
+    """NumPy draws float32 and float64 only: float16 is drawn in float32 and rounded."""
     dtype = _float_dtype(dtype)
-    return _new(rng(generator).standard_normal(_shape_arg(size), dtype=dtype), requires_grad)
+    if dtype in (np.float32, np.float64):
+        return method(_shape_arg(size), dtype=dtype)
+    return method(_shape_arg(size), dtype=np.float32).astype(dtype)
 
 
 def randint(*args, size=None, generator: Generator | None = None, dtype: Any = None) -> Tensor:

@@ -139,7 +139,24 @@ class Tensor:
     def astype(self, dtype: Any) -> "Tensor":
         return Cast.apply(self, dtype=dtypes.resolve(dtype))
 
-    to = astype
+    def to(self, *args: Any, dtype: Any = None, device: Any = None, copy: bool = False) -> "Tensor":
+        """PyTorch's `to`: a dtype and/or a device. Only the CPU exists here, so "cpu" is accepted
+        and any other device is an error. `t.to(rg.float64)`, `t.to("cpu")`, `t.to(other)`."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype if dtype is None else dtype
+            elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "xpu", "meta"):
+                device = a
+            else:
+                dtype = a
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise ValueError(f"to: retrograd runs on the CPU only; got device {device!r}")
+        if dtype is None or dtypes.resolve(dtype) == self.dtype:
+            return self.clone() if copy else self
+        return self.astype(dtype)
+
+    def cpu(self) -> "Tensor":
+        return self
 
     def float(self) -> "Tensor":
         return self.astype(np.float32)
@@ -438,7 +455,7 @@ def _float_mode(a: np.ndarray) -> str:
     """torch's print style: whole numbers as `1.`, anything else with four decimals (`1.5000`)."""
     if a.dtype.kind != "f":
         return "maxprec"
-    finite = np.abs(a[np.isfinite(a)])
+    finite = np.abs(a[np.isfinite(a)]).astype(np.float64)   # float16 would overflow at 1e8
     nonzero = finite[finite != 0]
     # the range in which NumPy (like torch) switches to scientific notation, digits fixed there too
     wide = nonzero.size > 0 and (nonzero.max() >= 1e8 or nonzero.max() > 1e3 * nonzero.min())

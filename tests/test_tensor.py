@@ -311,3 +311,25 @@ def test_truth_value_of_a_tensor():
     assert not bool(rg.tensor(0.0))
     with pytest.raises(RuntimeError, match="ambiguous"):
         bool(rg.tensor([1.0, 2.0]) > 0)
+
+
+def test_to_takes_dtype_device_or_tensor_like_pytorch():
+    t = rg.ones(2, requires_grad=True)
+    assert t.to("cpu") is t and t.cpu() is t
+    assert t.to(rg.float64).dtype == rg.float64
+    assert t.to("cpu", dtype=rg.float64).dtype == rg.float64
+    assert t.to(rg.zeros(1, dtype=rg.float64)).dtype == rg.float64
+    assert t.to(rg.float32, copy=True) is not t
+    t.to(rg.float64).sum().backward()
+    assert t.grad.dtype == rg.float32
+    with pytest.raises(ValueError, match="CPU only.*'cuda'"):
+        t.to("cuda")
+
+
+def test_float16_draws_and_repr():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rg.randn(2, 3, dtype=rg.float16).dtype == rg.float16
+        assert rg.rand(4, dtype=rg.float16).dtype == rg.float16
+        assert repr(rg.ones(3, dtype=rg.float16)) == "tensor([1., 1., 1.], dtype=float16)"
