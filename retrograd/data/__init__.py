@@ -6,10 +6,11 @@
 >>> for x, y in DataLoader(train, batch_size=16, shuffle=True):
 ...     ...
 
-Built-in datasets (no download) live in `retrograd.data.datasets`: `xor`, `moons`, `spirals`,
-`digits`.
+Built-in datasets (no download), in `retrograd.data.datasets` and here: `xor`, `moons`, `spirals`,
+`digits`, `mnist5k`.
 """
 from . import datasets
+from .datasets import digits, mnist5k, moons, spirals, xor
 from .dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
 from .loader import DataLoader, default_collate
 from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler
@@ -17,5 +18,5 @@ from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler, S
 __all__ = [
     "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split", "DataLoader",
     "default_collate", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-    "BatchSampler", "datasets",
+    "BatchSampler", "datasets", "xor", "moons", "spirals", "digits", "mnist5k",
 ]

