@@ -1,0 +1,186 @@
+"""`rg.compile`: record a training (or inference) step once, then replay it as plain array calls.
+
+The first call for an input signature (shapes and dtypes of the tensor arguments, the values of the
+others, grad mode, and the train/eval mode of every module the step calls) runs eagerly while a
+`Tape` writes down what it does: each op's forward on arrays, each backward call and gradient sum
+of the backward walk, and the optimizer's `zero_grad`/`step`. The second call records again and
+checks that both recordings agree: the same ops in the same order, and the same constants (an
+array an op received that the step did not compute through ops, e.g. from `.data`, would differ).
+From the third call on, the recording is replayed: straight-line Python calling each op's own
+forward and backward on arrays, no Tensors, no graph, no walk (`CompiledFunction.sources` shows it).
+
+The contract is torch.compile's `fullgraph`: the step computes through library ops. Reading
+values into Python (`.item()`, `bool(t)`, `float(t)`, comparisons, `.numpy()`), drawing random
+numbers other than inside ops (dropout draws inside, from the library's generator, so masks stay
+random per call and follow `rg.manual_seed`), in-place writes to tensors, and gradient hooks are
+detected while recording: the step then stays eager for that signature, with one warning, or
+`fullgraph=True` raises `CompileError` at that point.
+
+>>> @rg.compile
+... def step(x, y):
+...     opt.zero_grad()
+...     loss = F.cross_entropy(model(x), y)
+...     loss.backward()
+...     opt.step()
+...     return loss
+>>> for x, y in loader:
+...     loss = step(x, y)
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import autograd
+from ..tensor import Tensor
+from .tape import Tape, recording
+
+__all__ = ["compile", "CompiledFunction", "CompileError", "CompileWarning"]
+
+
+class CompileError(RuntimeError):
+    """A step that `rg.compile(fullgraph=True)` cannot record."""
+
+
+class CompileWarning(UserWarning):
+    """A compiled step falls back to eager execution (the message says why)."""
+
+
+class _Entry:
+    """One input signature: recorded once, verified by a second recording, then replayed."""
+
+    __slots__ = ("guards", "tape", "replay", "source", "eager")
+
+    def __init__(self):
+        self.guards: tuple = ()
+        self.tape: Tape | None = None
+        self.replay: Callable | None = None
+        self.source = ""
+        self.eager = False
+
+    def matches(self) -> bool:
+        for obj, state_of, state in self.guards:
+            if state_of(obj) != state:
+                return False
+        return True
+
+
+class CompiledFunction:
+    """A step function with a cache of recordings; call it as the function itself."""
+
+    def __init__(self, fn: Callable, fullgraph: bool = False, cache_size: int = 8):
+        functools.update_wrapper(self, fn)
+        self.fn, self.fullgraph, self.cache_size = fn, fullgraph, cache_size
+        self._cache: OrderedDict[tuple, list[_Entry]] = OrderedDict()
+        self._warned: set[str] = set()
+        self.recordings = 0        # how many eager recording runs happened (for tests and tuning)
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        """As a method decorator: the instance becomes the first (keyed) argument."""
+        return self if obj is None else functools.partial(self, obj)
+
+    @property
+    def sources(self) -> list[str]:
+        """The generated replay code of each compiled signature."""
+        return [e.source for entries in self._cache.values() for e in entries if e.source]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if autograd._tape is not None or _observed():
+            # inside another compiled step (part of its recording), or under anomaly detection or
+            # an exporter's trace, which watch every op: eager, as they expect
+            return self.fn(*args, **kwargs)
+        key, arrays = [autograd._grad_enabled], []
+        for a in args:
+            if isinstance(a, Tensor):
+                a = a.data
+            if isinstance(a, np.ndarray):
+                arrays.append(a)
+                key.append((a.shape, a.dtype))
+            else:
+                key.append(a)
+        if kwargs:
+            key.append(tuple(sorted(kwargs.items())))
+        try:
+            key = tuple(key)
+            entries = self._cache.get(key)
+        except TypeError:           # an unhashable argument: nothing to key a recording on
+            self._warn("an argument is neither a tensor nor hashable")
+            return self.fn(*args, **kwargs)
+        entry = None
+        if entries is not None:
+            for e in entries:
+                if e.matches():
+                    entry = e
+                    break
+            if entry is not None and entry.replay is not None:
+                return entry.replay(*arrays)
+        if entry is None:
+            entry = _Entry()
+            self._cache.setdefault(key, []).append(entry)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        if entry.eager:
+            return self.fn(*args, **kwargs)
+        return self._record(entry, args, kwargs, arrays)
+
+    def _record(self, entry: _Entry, args: tuple, kwargs: dict, arrays: list) -> Any:
+        tape = Tape(len(arrays))
+        tape.strict = self.fullgraph
+        for i, a in enumerate(arrays):
+            tape.bind_input(i, a)
+        if len({id(a) for a in arrays}) != len(arrays):
+            tape.fail("the same array is passed as two arguments")
+        self.recordings += 1
+        with recording(tape):
+            out = self.fn(*args, **kwargs)
+            tape.set_output(out)
+        tape.release()
+        if tape.breaks:
+            entry.eager = True
+            self._warn("; ".join(tape.breaks))
+            return out
+        if entry.tape is None:                 # first recording: keep it to check the second
+            entry.tape = tape
+            entry.guards = tape.guards()
+            return out
+        difference = entry.tape.difference(tape)
+        entry.tape = None
+        if difference:
+            entry.eager = True
+            if self.fullgraph:
+                raise CompileError(f"rg.compile(fullgraph=True): {difference}")
+            self._warn(difference)
+            return out
+        entry.replay, entry.source = tape.program()
+        return out
+
+    def _warn(self, reason: str) -> None:
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"rg.compile({getattr(self.fn, '__name__', 'step')}): running eagerly: "
+                          f"{reason}", CompileWarning, stacklevel=3)
+
+
+def _observed() -> bool:
+    return bool(getattr(autograd, "_apply_observers", None)) or \
+        bool(getattr(autograd, "_anomaly_mode", False))
+
+
+def compile(fn: Callable | None = None, *, fullgraph: bool = False,   # noqa: A001 - as torch's
+            cache_size: int = 8) -> Any:
+    """Compile a step function (usable as `@rg.compile` or `@rg.compile(fullgraph=True)`).
+
+    `fullgraph=True` raises `CompileError` where the step cannot be recorded instead of running
+    it eagerly with a `CompileWarning`. At most `cache_size` input signatures are kept (least
+    recently used dropped).
+
+    >>> step = rg.compile(lambda x, y: train_step(model, opt, x, y))
+    """
+    if fn is None:
+        return functools.partial(compile, fullgraph=fullgraph, cache_size=cache_size)
+    return CompiledFunction(fn, fullgraph=fullgraph, cache_size=cache_size)

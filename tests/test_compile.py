@@ -1,0 +1,363 @@
+"""rg.compile: a recorded-and-replayed step must give the parameters eager steps give.
+
+Replay calls the same op forward/backward functions on the same arrays in the same order as the
+eager run, so the results are compared bit for bit, not within a tolerance."""
+import warnings
+
+import numpy as np
+import pytest
+
+import retrograd as rg
+import retrograd.nn as nn
+import retrograd.nn.functional as F
+from retrograd import optim
+from retrograd.compile import CompileError, CompileWarning
+
+
+def _pair(make_model, make_opt, seed=0):
+    """Two identical (model, optimizer) pairs."""
+    out = []
+    for _ in range(2):
+        rg.manual_seed(seed)
+        m = make_model()
+        out.append((m, make_opt(m.parameters())))
+    return out
+
+
+def _train_step(model, opt, loss_of):
+    def step(*batch):
+        opt.zero_grad()
+        loss = loss_of(model, *batch)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def _assert_same(m1, m2):
+    for (name, p), q in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert np.array_equal(np.asarray(p), np.asarray(q)), name
+
+
+def _run_both(make_model, make_opt, loss_of, batches, steps=50):
+    """Eager and compiled training from the same weights; dropout draws the same masks for both
+    (each step is run under the same seed)."""
+    (m1, o1), (m2, o2) = _pair(make_model, make_opt)
+    eager = _train_step(m1, o1, loss_of)
+    compiled = rg.compile(_train_step(m2, o2, loss_of))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)     # no fallback allowed here
+        for i in range(steps):
+            batch = batches[i % len(batches)]
+            rg.manual_seed(100 + i)
+            l1 = eager(*batch)
+            rg.manual_seed(100 + i)
+            l2 = compiled(*batch)
+            assert l1.item() == l2.item(), i
+    _assert_same(m1, m2)
+    assert compiled.recordings == 2 and len(compiled.sources) == 1   # then 48 replays
+    return compiled
+
+
+def _classification_batches(shape, n_classes, count=3, seed=1):
+    g = np.random.default_rng(seed)
+    return [(rg.tensor(g.standard_normal(shape, dtype=np.float32)),
+             rg.tensor(g.integers(0, n_classes, shape[0]))) for _ in range(count)]
+
+
+def test_mlp_sgd_momentum_matches_eager():
+    _run_both(lambda: nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
+                                    nn.Linear(32, 5)),
+              lambda p: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+              lambda m, x, y: F.cross_entropy(m(x), y), _classification_batches((16, 20), 5))
+
+
+def test_xor_mse_adam_matches_eager():
+    x = rg.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = rg.tensor([[0.0], [1.0], [1.0], [0.0]])
+    _run_both(lambda: nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid()),
+              lambda p: optim.Adam(p, lr=0.05),
+              lambda m, x, y: 0.5 * ((y - m(x)) ** 2).sum(), [(x, y)])
+
+
+def test_cnn_adam_matches_eager():
+    _run_both(lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Conv2d(4, 6, 3), nn.ReLU(), nn.Flatten(),
+                                    nn.Linear(6 * 2 * 2, 3)),
+              lambda p: optim.Adam(p, lr=1e-2),
+              lambda m, x, y: F.cross_entropy(m(x), y), _classification_batches((8, 1, 8, 8), 3))
+
+
+def test_lstm_adamw_matches_eager():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(6, 8, batch_first=True), nn.Linear(8, 3)
+
+        def forward(self, x):
+            out, (h, _) = self.lstm(x)
+            return self.head(h[0] + out.mean(dim=1))
+
+    _run_both(Net, lambda p: optim.AdamW(p, lr=1e-2),
+              lambda m, x, y: F.cross_entropy(m(x), y), _classification_batches((4, 7, 6), 3))
+
+
+def test_transformer_matches_eager():
+    vocab, seq = 11, 6
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, 16)
+            layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=True,
+                                               norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(16, vocab)
+
+        def forward(self, ids):
+            mask = nn.Transformer.generate_square_subsequent_mask(seq)
+            return self.head(self.encoder(self.embed(ids), mask=mask, is_causal=True))
+
+    g = np.random.default_rng(0)
+    batches = [(rg.tensor(t[:, :-1]), rg.tensor(t[:, 1:].reshape(-1)))
+               for t in (g.integers(0, vocab, (3, seq + 1)) for _ in range(3))]
+    _run_both(LM, lambda p: optim.Adam(p, lr=1e-2),
+              lambda m, ids, y: F.cross_entropy(m(ids).reshape(-1, vocab), y), batches, steps=20)
+
+
+def test_new_batch_size_records_again():
+    make = lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # noqa: E731
+    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1))
+    loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
+    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    big, small = _classification_batches((8, 3), 2, 1)[0], _classification_batches((5, 3), 2, 1)[0]
+    for batch in [big] * 4 + [small] * 4 + [big] * 2:
+        assert eager(*batch).item() == compiled(*batch).item()
+    _assert_same(m1, m2)
+    assert compiled.recordings == 4 and len(compiled.sources) == 2
+
+
+def test_item_inside_step_falls_back_with_one_warning():
+    make = lambda: nn.Linear(3, 1)  # noqa: E731
+    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1))
+    x = rg.tensor(np.random.default_rng(0).standard_normal((4, 3), dtype=np.float32))
+
+    def step(m, opt):
+        opt.zero_grad()
+        loss = (m(x) ** 2).mean()
+        if loss.item() > 0.05:         # data-dependent control flow
+            loss = loss * 2
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = rg.compile(lambda: step(m2, o2))
+    with pytest.warns(CompileWarning, match=r"Tensor.item\(\)") as record:
+        for _ in range(30):
+            step(m1, o1)
+            compiled()
+    assert len([w for w in record if w.category is CompileWarning]) == 1
+    _assert_same(m1, m2)               # eager fallback: still exactly right
+    with pytest.raises(CompileError, match=r"Tensor.item\(\)"):
+        rg.compile(lambda: step(m2, o2), fullgraph=True)()
+
+
+def test_comparison_driven_branch_is_detected():
+    w = rg.tensor([1.0, -2.0], requires_grad=True)
+
+    def f(x):
+        y = w * x
+        return y.relu() if (y > 0).all() else y.abs()
+
+    with pytest.raises(CompileError, match="__gt__"):
+        rg.compile(f, fullgraph=True)(rg.tensor([1.0, 1.0]))
+
+
+def test_values_computed_outside_ops_are_not_frozen():
+    """A step that builds a tensor from `.data` is caught by the second recording."""
+    lin = nn.Linear(2, 1)
+
+    def f(x):
+        centre = rg.tensor(x.data.mean())       # escapes the recording: a raw array computation
+        return (lin(x) - centre).sum()
+
+    g = np.random.default_rng(0)
+    xs = [rg.tensor(g.standard_normal((3, 2), dtype=np.float32)) for _ in range(4)]
+    compiled = rg.compile(f)
+    with rg.no_grad():
+        with pytest.warns(CompileWarning, match="changed between its first two calls"):
+            results = [compiled(x).item() for x in xs]
+        assert results == [f(x).item() for x in xs]
+
+
+def test_random_draw_outside_ops_falls_back():
+    lin = nn.Linear(2, 2)
+    compiled = rg.compile(lambda x: (lin(x) + rg.randn(2)).sum())
+    with pytest.warns(CompileWarning, match="random numbers were drawn outside an op"):
+        a, b, c = (compiled(rg.ones(1, 2)).item() for _ in range(3))
+    assert len({a, b, c}) == 3
+    compiled = rg.compile(lambda x: (lin(x) * float(np.random.rand())).sum())
+    with pytest.warns(CompileWarning, match="NumPy's global generator"):
+        compiled(rg.ones(1, 2))
+
+
+def test_dropout_random_per_call_and_reproducible_under_seed():
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+    x = rg.ones(4, 8)
+    compiled = rg.compile(lambda x: model(x))
+    with rg.no_grad():
+        rg.manual_seed(3)
+        eager_outs = [model(x).numpy().copy() for _ in range(6)]
+        rg.manual_seed(3)
+        outs = [compiled(x).numpy().copy() for _ in range(6)]
+        assert compiled.recordings == 2          # calls 3-6 are replays
+        for a, b in zip(outs, eager_outs):
+            assert np.array_equal(a, b)          # the same draws, in the same order, as eager
+        assert not np.array_equal(outs[4], outs[5])   # a new mask per replayed call
+        model.eval()                             # eval mode: a new signature, no dropout
+        e1, e2, e3 = (compiled(x).numpy().copy() for _ in range(3))
+        assert compiled.recordings == 4
+        assert np.array_equal(e1, e3) and np.array_equal(e3, model(x).numpy())
+
+
+def test_learning_rate_changes_between_steps_are_seen():
+    (m1, o1), (m2, o2) = _pair(lambda: nn.Linear(3, 2), lambda p: optim.SGD(p, lr=0.1))
+    s1, s2 = (optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in (o1, o2))
+    loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
+    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    batch = _classification_batches((4, 3), 2, 1)[0]
+    for _ in range(10):
+        eager(*batch), compiled(*batch)
+        s1.step(), s2.step()
+    _assert_same(m1, m2)
+
+
+def test_fit_compile_matches_eager():
+    g = np.random.default_rng(0)
+    x = g.standard_normal((70, 5)).astype(np.float32)
+    y = (x.sum(1) > 0).astype(np.int64)
+    histories, models = [], []
+    for compile_step in (False, True):
+        rg.manual_seed(0)
+        m = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CompileWarning)
+            h = rg.train.fit(m, nn.CrossEntropyLoss(), optim.Adam(m.parameters(), lr=1e-2), (x, y),
+                             epochs=3, batch_size=16, val_data=(x, y), progress=False,
+                             seed=1, compile=compile_step)
+        histories.append(h.history if hasattr(h, "history") else h)
+        models.append(m)
+    _assert_same(*models)
+    assert histories[0]["loss"] == histories[1]["loss"]
+
+
+def test_batchnorm_running_statistics_are_replayed():
+    make = lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(),  # noqa: E731
+                                 nn.Flatten(), nn.Linear(12, 2))
+    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1, momentum=0.9))
+    loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
+    batches = _classification_batches((5, 2, 4, 4), 2)
+    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    evaluate = rg.compile(lambda x: m2(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for i in range(12):
+            eager(*batches[i % 3]), compiled(*batches[i % 3])
+            m1.eval(), m2.eval()
+            with rg.no_grad():     # eval replays must read the running statistics as they move
+                assert np.array_equal(m1(batches[0][0]).numpy(), evaluate(batches[0][0]).numpy())
+            m1.train(), m2.train()
+    _assert_same(m1, m2)           # running_mean, running_var, num_batches_tracked included
+    assert int(m2[1].num_batches_tracked) == 12
+
+    m2[1].momentum = None          # cumulative average: a Python number from a tensor
+    compiled = rg.compile(_train_step(m2, o2, loss_of))
+    with pytest.warns(CompileWarning, match="_cumulative_momentum"):
+        compiled(*batches[0])
+
+
+def test_freezing_a_layer_or_adding_a_hook_records_again():
+    make = lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # noqa: E731
+    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1, momentum=0.5))
+    loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
+    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    batch = _classification_batches((6, 3), 2, 1)[0]
+    for i in range(12):
+        if i == 4:                       # freeze the first layer
+            for m in (m1, m2):
+                m[0].requires_grad_(False)
+        if i == 8:                       # a forward hook that changes the output
+            for m in (m1, m2):
+                m[2].register_forward_hook(lambda mod, inputs, out: out * 2.0)
+        assert eager(*batch).item() == compiled(*batch).item()
+    _assert_same(m1, m2)
+    assert compiled.recordings == 6
+
+
+def test_inference_step_compiles_under_no_grad_only():
+    model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.LayerNorm(3))
+    x = rg.tensor(np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32))
+    forward = rg.compile(lambda x: model(x))
+    with rg.no_grad():
+        outs = [forward(x).numpy().copy() for _ in range(4)]
+    assert forward.recordings == 2
+    assert all(np.array_equal(o, model(x).detach().numpy()) for o in outs)
+    with pytest.warns(CompileWarning, match="graph is still alive"):
+        y = forward(x)                   # grad mode: the caller may backward through it
+    y.sum().backward()                   # ... and can: it ran eagerly
+    assert model[0].weight.grad is not None
+
+
+def test_custom_function_and_method_decorator():
+    class Cube(rg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x ** 2
+
+    class Trainer:
+        def __init__(self):
+            self.w = rg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+            self.opt = optim.SGD([self.w], lr=0.01)
+
+        @rg.compile
+        def step(self, x):
+            self.opt.zero_grad()
+            loss = Cube.apply(self.w * x).sum()
+            loss.backward()
+            self.opt.step()
+            return loss
+
+    t, x = Trainer(), rg.tensor([1.0, 2.0, 0.5])
+    w, (dw,) = rg.tensor([0.5, -1.0, 2.0], requires_grad=True), (None,)
+    for _ in range(5):
+        loss = t.step(x)
+        expected = Cube.apply(w * x).sum()
+        (dw,) = rg.grad(expected, w)
+        with rg.no_grad():
+            w -= 0.01 * dw
+        assert loss.item() == expected.item()
+    assert np.array_equal(t.w.data, w.data) and Trainer.step.recordings == 2
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_anomaly_mode_runs_the_step_eagerly():
+    w = rg.tensor([1.0, 2.0], requires_grad=True)
+
+    @rg.compile
+    def step(x):
+        w.grad = None
+        loss = (w * x).log().sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        step(rg.tensor([1.0, 1.0]))
+    with rg.autograd.detect_anomaly():          # a replay would skip its per-op checks
+        with pytest.raises(RuntimeError):
+            step(rg.tensor([-1.0, 1.0]))        # log of a negative number: NaN, caught
