@@ -19,6 +19,14 @@ from .tensor import WRITE_CLOCK, Tensor, _wrap
 
 _grad_enabled = True
 
+# Called as fn(ctx, args, kwargs, result) after every op's forward while non-empty: anomaly mode
+# (retrograd.anomaly) and the ONNX exporter's trace. Empty otherwise, so it costs one check per op.
+_apply_observers: list = []
+_anomaly_mode = False      # set by anomaly.set_detect_anomaly; checks each gradient in backward
+# The recorder of retrograd.compile while it records a step (None otherwise): apply, the backward
+# walk and `array_function` helpers hand their work to it, which runs it eagerly and writes it down.
+_tape = None
+
 # Numbers graph nodes in the order they are made. A node's inputs always exist before it does, so a
 # node is numbered after every node it depends on: the backward walk goes from high numbers to low.
 _sequence = itertools.count()
@@ -135,6 +143,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        if _tape is not None:
+            return _tape.apply(cls, args, kwargs)
         ctx = cls.__new__(cls)
         arrays, needs, nexts = [], [], []
         record = False
@@ -177,6 +187,9 @@ class Function:
         else:
             result.requires_grad = False
             result.grad_fn = None
+        if _apply_observers:
+            for observe in _apply_observers:
+                observe(ctx, args, kwargs, result)
         return result
 
     # -- introspection (used by graph printers and by users learning how backprop works) --
@@ -192,6 +205,17 @@ class Function:
             self._hooks = []
         self._hooks.append(hook)
         return RemovableHandle(self._hooks, hook)
+
+
+def array_function(fn: Callable) -> Callable:
+    """Mark a helper that computes an array outside any op, e.g. a dropout mask drawn from the
+    library's generator: a compiled step replays the call instead of freezing its result."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _tape is None:
+            return fn(*args, **kwargs)
+        return _tape.call(fn, args, kwargs)
+    return wrapper
 
 
 def _saved_cells(saved: tuple, args: tuple, result: Tensor) -> list:
@@ -265,6 +289,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
     keys are leaf tensors or nodes), gradients are stored there instead and no `.grad` is touched: this
     is `rg.grad`.
     """
+    if _tape is not None:
+        return _tape.backward(roots, root_grads, retain_graph, capture)
     grads: dict = {}        # node -> dL/d(node output), summed over its consumers
     leaf_grads: dict = {}   # leaf tensor -> [gradient, owned]
     # Nodes that have received some gradient, latest-made first. Every consumer of a node was made
@@ -299,6 +325,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
         in_grads = node.backward(node, g)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
+        if _anomaly_mode:
+            anomaly.check_backward(node, g, in_grads)
         if len(in_grads) != len(nexts):
             raise RuntimeError(f"{node.name()}: backward returned {len(in_grads)} gradients for "
                                f"{len(nexts)} inputs")
@@ -432,3 +460,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                                "pass allow_unused=True to get None for it")
         result.append(None if g is None else Tensor(np.array(g, copy=True)))
     return tuple(result)
+
+
+from . import anomaly  # noqa: E402 - after Function: anomaly imports this module
+from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly  # noqa: E402,F401

@@ -50,6 +50,24 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return _new(array)
 
 
+def from_dlpack(obj: Any) -> Tensor:
+    """A tensor sharing memory with any DLPack producer on the CPU (a torch tensor, a NumPy or
+    JAX array, ...), through NumPy's `np.from_dlpack`: no copy.
+
+    >>> t = rg.from_dlpack(torch.arange(3.0))     # writes to either show in the other
+    """
+    if isinstance(obj, Tensor):
+        return obj
+    try:
+        array = np.from_dlpack(obj)
+    except (TypeError, AttributeError) as e:
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__ (e.g. a torch tensor), "
+                        f"got {type(obj).__name__}: {e}") from None
+    except BufferError as e:     # e.g. a torch tensor that requires grad, or on a GPU
+        raise BufferError(f"from_dlpack: {e} (detach it, and move it to the CPU first)") from None
+    return _new(array)
+
+
 def zeros(*size, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return _new(np.zeros(_shape_arg(size), _float_dtype(dtype)), requires_grad)
 

@@ -92,9 +92,25 @@ class Tensor:
         return self.data
 
     def __array__(self, dtype=None, copy=None):
+        """NumPy's protocol: np.asarray(t) is t's memory, no copy (unless a dtype change needs one)."""
         if dtype is not None and dtype != self.data.dtype:
+            if copy is False:
+                raise ValueError(f"__array__: converting {self.data.dtype} to {np.dtype(dtype)} "
+                                 "needs a copy, but copy=False was asked for")
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
+
+    def __dlpack__(self, **kwargs):
+        """DLPack export (the array-API protocol): torch.from_dlpack(t) and np.from_dlpack(t) share
+        this tensor's memory. Keyword arguments (stream, max_version, dl_device, copy) pass through
+        to NumPy's own __dlpack__."""
+        if self.requires_grad:
+            raise RuntimeError("__dlpack__: can't export a tensor that requires grad (its "
+                               "consumer would not see the graph); use tensor.detach() first")
+        return self.data.__dlpack__(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:

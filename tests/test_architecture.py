@@ -7,9 +7,9 @@ import pytest
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "retrograd"
 ENGINE = {"tensor", "autograd", "creation", "dtypes", "random", "inplace", "gradcheck", "parallel",
-          "ops"}
+          "ops", "anomaly"}
 MIDDLE = {"nn", "optim", "data"}
-TOP = {"train", "io", "inspect", "demos", "cli", "__main__"}
+TOP = {"train", "io", "inspect", "demos", "cli", "__main__", "onnx", "distributed", "compile"}
 ALLOWED = {
     "engine": ENGINE,
     "middle": ENGINE | MIDDLE,
