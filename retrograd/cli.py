@@ -16,10 +16,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads:
         from .parallel import set_num_threads
         set_num_threads(args.threads)
+    if args.resume:
+        return digits.main(digits.resume_config(args.resume, args.epochs, not args.quiet))
+    epochs = digits.DigitsConfig.epochs if args.epochs is None else args.epochs
     config = digits.DigitsConfig(hidden=args.hidden, depth=args.depth, optimizer=args.optimizer,
-                                 lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                                 lr=args.lr, epochs=epochs, batch_size=args.batch_size,
                                  dropout=args.dropout, weight_decay=args.weight_decay,
-                                 seed=args.seed, out=args.out, progress=not args.quiet)
+                                 seed=args.seed, out=args.out, progress=not args.quiet,
+                                 compile=args.compile)
     return digits.main(config)
 
 
@@ -87,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default=d.optimizer,
                    choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"])
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate ({d.lr})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs ({d.epochs})")
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs ({d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"batch size ({d.batch_size})")
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden layer")
@@ -97,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="BLAS threads for matrix products (default: NumPy's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--compile", action="store_true",
+                   help="record each training step once and replay it (rg.compile)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the interrupted run in DIR (its --out) from its last "
+                        "checkpoint, with its config.json; --epochs may extend it")
     p.set_defaults(run=_train)
     _add_inspect(sub)
     return parser

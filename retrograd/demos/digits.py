@@ -2,6 +2,8 @@
 
 80/20 stratified split by seed, ReLU MLP with He-initialised Linear layers, Adam, cross-entropy;
 prints test accuracy and writes the learning curves (PNG) and the trained weights (safetensors).
+The output directory also gets the run's config.json and a training checkpoint after every epoch,
+so `retrograd train --resume DIR` carries an interrupted run on to the same final weights.
 """
 from __future__ import annotations
 
@@ -27,6 +29,27 @@ class DigitsConfig:
     seed: int = 0
     out: str = "runs/digits"
     progress: bool = True
+    resume: bool = False         # continue from out/checkpoint.safetensors
+    compile: bool = False        # train with rg.compile'd steps (same results, less Python)
+
+
+CONFIG_FILE, CHECKPOINT_FILE = "config.json", "checkpoint.safetensors"
+
+
+def resume_config(out: str, epochs: int | None = None, progress: bool = True) -> DigitsConfig:
+    """The config of the run in `out` (its config.json), set to resume from its checkpoint;
+    `epochs` extends (or shortens) the run."""
+    path = os.path.join(out, CONFIG_FILE)
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(out, CHECKPOINT_FILE)):
+        raise FileNotFoundError(f"--resume {out}: no {CONFIG_FILE} and {CHECKPOINT_FILE} there; "
+                                "resume a directory that `retrograd train --out DIR` wrote")
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    known = {k: v for k, v in saved.items() if k in DigitsConfig.__dataclass_fields__}
+    config = DigitsConfig(**{**known, "out": out, "resume": True, "progress": progress})
+    if epochs is not None:
+        config.epochs = epochs
+    return config
 
 
 def build_model(hidden: int, depth: int, dropout: float = 0.0) -> nn.Module:
@@ -67,8 +90,11 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> o
 
 def run(config: DigitsConfig) -> dict:
     """Train, evaluate on the held-out 20%, save curves and weights; returns the summary."""
-    from ..io import save
+    from ..distributed.launch import launched_rank
+    from ..io import atomic_write_text, save
     from ..train import evaluate, fit
+
+    writer = launched_rank() == 0   # under mpiexec every rank trains; rank 0 writes the files
 
     random.manual_seed(config.seed)
     train_set, test_set = datasets.digits(split="both", seed=config.seed)
@@ -79,21 +105,30 @@ def run(config: DigitsConfig) -> dict:
     train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True)
     test_loader = DataLoader(test_set, batch_size=512)
 
+    os.makedirs(config.out, exist_ok=True)
+    checkpoint = os.path.join(config.out, CHECKPOINT_FILE)
+    if not config.resume and writer:
+        atomic_write_text(os.path.join(config.out, CONFIG_FILE),
+                          json.dumps({**asdict(config), "resume": False}, indent=1) + "\n")
     start = time.perf_counter()
     history = fit(model, loss_fn, optimizer, train_loader, epochs=config.epochs,
-                  val_data=test_loader, metrics=("accuracy",), progress=config.progress)
+                  val_data=test_loader, metrics=("accuracy",), progress=config.progress,
+                  checkpoint=checkpoint, resume_from=checkpoint if config.resume else None,
+                  compile=config.compile)
     seconds = time.perf_counter() - start
     result = evaluate(model, test_loader, loss_fn=loss_fn, metrics=("accuracy",))
 
     os.makedirs(config.out, exist_ok=True)
     weights = os.path.join(config.out, "model.safetensors")
-    save(model.state_dict(), weights, metadata={"config": json.dumps(asdict(config))})
+    if writer:
+        save(model.state_dict(), weights, metadata={"config": json.dumps(asdict(config))})
     summary = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
                "train_seconds": seconds, "weights": weights, "curves": None,
                "parameters": sum(p.numel() for p in model.parameters())}
     try:
         curves = os.path.join(config.out, "curves.png")
-        history.plot(curves)
+        if writer:
+            history.plot(curves)
         summary["curves"] = curves
     except ImportError as e:     # matplotlib is an optional extra
         summary["curves_error"] = str(e)
@@ -101,6 +136,13 @@ def run(config: DigitsConfig) -> dict:
 
 
 def main(config: DigitsConfig) -> int:
+    from ..distributed.launch import launched_rank, launched_world_size
+    if launched_rank() != 0:  # under mpiexec: rank 0 alone reports
+        run(config)
+        return 0
+    world = launched_world_size()
+    if world > 1:
+        print(f"data-parallel over {world} MPI processes: batch {config.batch_size} per process")
     print(f"digits: 8x8 images, 10 classes; MLP 64-{'-'.join([str(config.hidden)] * config.depth)}"
           f"-10, {config.optimizer} lr={config.lr}, {config.epochs} epochs, batch "
           f"{config.batch_size}, seed {config.seed}")

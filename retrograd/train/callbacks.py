@@ -171,6 +171,18 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs (`fit(checkpoint=...)` saves it): the count and the best."""
+        return {"best": self._monitor.best, "wait": self.wait, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._monitor.best, self.wait = state["best"], state["wait"]
+        self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        weights = state["best_weights"]
+        self.best_weights = None if weights is None else {
+            k: np.array(getattr(v, "data", v)) for k, v in weights.items()}
+
 
 class ModelCheckpoint(Callback):
     """Save the model's weights (`retrograd.io.save`, safetensors, atomic) after each epoch:
@@ -180,7 +192,9 @@ class ModelCheckpoint(Callback):
     `path` may hold `str.format` fields filled from the epoch (counted from 1) and the logs,
     e.g. "ckpt/epoch{epoch:03d}-{val_loss:.3f}.safetensors"; missing directories are created.
     The header's metadata records the epoch and the logs. `best` is the best value so far,
-    `last_path` the file last written.
+    `last_path` the file last written. These files hold weights only, for inference or
+    fine-tuning; to continue an interrupted run use `fit(checkpoint=..., resume_from=...)`,
+    which also saves the optimizer, scheduler and random state.
 
     >>> ckpt = ModelCheckpoint("runs/best.safetensors", monitor="val_accuracy")
     >>> fit(model, loss_fn, opt, train, epochs=20, val_data=val, callbacks=[ckpt])
@@ -216,6 +230,12 @@ class ModelCheckpoint(Callback):
         save(self.model.state_dict(), path, metadata={"epoch": epoch + 1, **logs})
         self.last_path = path
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self._monitor.best, "last_path": self.last_path}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._monitor.best, self.last_path = state["best"], state["last_path"]
+
 
 class LRSchedulerCallback(Callback):
     """Step a learning-rate scheduler every batch (`per="batch"`, for warm-up or OneCycleLR) or
@@ -246,6 +266,12 @@ class LRSchedulerCallback(Callback):
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         if self.per == "epoch":
             step_scheduler(self.scheduler, logs, self.monitor)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
 
 
 def _is_plateau(scheduler: Any) -> bool:
@@ -300,6 +326,12 @@ class CSVLogger(Callback):
         if directory:
             os.makedirs(directory, exist_ok=True)
         atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.columns, self.rows = list(state["columns"]), [dict(r) for r in state["rows"]]
 
 
 def _cell(value: Any) -> str:

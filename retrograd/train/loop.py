@@ -15,6 +15,7 @@ callbacks are called only at the hooks they override.
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -23,12 +24,15 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd import no_grad
+from ..compile import compile as compile_step
 from ..creation import as_tensor, from_numpy
 from ..data import DataLoader, Dataset, TensorDataset
+from ..distributed.launch import launched_world_size
 from ..nn import Module
 from ..random import manual_seed
 from ..tensor import Tensor
 from .callbacks import HOOKS, Callback, LRSchedulerCallback, overrides, step_scheduler
+from .checkpoint import Checkpointer
 from .history import History
 from .metrics import Metric, MetricsSpec, get_metrics
 from .progress import REFRESH_SECONDS, make_report
@@ -71,7 +75,8 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
         val_data: Data | None = None, metrics: MetricsSpec | None = ("accuracy",),
         scheduler: Any = None, callbacks: Iterable[Callback] | Callback = (),
         progress: bool = True, batch_size: int = 32, shuffle: bool = True,
-        seed: int | None = None) -> History:
+        seed: int | None = None, checkpoint: Any = None, resume_from: Any = None,
+        compile: bool = False) -> History:  # noqa: A002 - as torch.compile
     """Train `model` for `epochs` passes over `train_data`; return the per-epoch `History`.
 
     `train_data` and `val_data` are a DataLoader (used as is), a Dataset, or a tuple `(X, y)` of
@@ -86,9 +91,24 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
     `seed` calls `rg.manual_seed(seed)` first, so the shuffling and dropout are reproducible:
     the same seed and initial weights give bit-identical results.
 
+    `checkpoint=path` writes a full training checkpoint (model, optimizer, scheduler, random
+    generators, epoch, history, callbacks' state; see `retrograd.train.checkpoint`) atomically at
+    the end of every epoch. `resume_from=path` restores one into the freshly built model,
+    optimizer and scheduler and continues with the next epoch up to `epochs` (counted from the
+    start of the run, like Keras' `epochs` with `initial_epoch`); the returned History covers the
+    whole run, and the final weights are bit-identical to an uninterrupted run's. Pass both (the
+    same path) to keep checkpointing a resumed run.
+
+    Started by `mpiexec -n N` (or mpirun), `fit` trains data-parallel with no change to the call:
+    each rank trains on its shard of `train_data`, gradients and the epoch's metrics are averaged
+    over ranks, and only rank 0 shows progress and writes checkpoints (`retrograd.distributed`).
+
     `progress=True` shows a tqdm bar per epoch on a terminal, and prints one line per epoch when
     the output is not a terminal (a log file, CI) or tqdm is not installed; `progress=False`
     prints nothing. On return the model is back in the train/eval mode it was in.
+
+    `compile=True` runs the training step through `rg.compile`: the same results, bit for bit,
+    with less Python per step (steps with `on_after_backward` callbacks stay eager).
 
     >>> model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     >>> opt = rg.optim.Adam(model.parameters(), lr=1e-3)
@@ -105,25 +125,38 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
                   else as_loader(val_data, max(batch_size, EVAL_BATCH_SIZE), False, "val_data"))
     metric_list = get_metrics(metrics, loss_fn)
     callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    dp = None
+    if launched_world_size() > 1:  # started by mpiexec/mpirun: data-parallel, distributed/fit.py
+        from ..distributed.fit import DataParallelFit
+        dp = DataParallelFit(model, train_loader, callbacks, seed)
+        train_loader, callbacks, progress = dp.loader, dp.callbacks, progress and dp.is_main
     history = History()
     history.params = {"epochs": epochs, "steps": _length(train_loader)}
     state = TrainState(model, loss_fn, optimizer, scheduler, history, epochs)
     hooks = _CallbackList(callbacks, state)
+    saver = (Checkpointer(checkpoint, state, train_loader, callbacks)
+             if checkpoint is not None or resume_from is not None else None)
+    start = 0 if resume_from is None else saver.resume(resume_from)
     managed = [cb.scheduler for cb in callbacks if isinstance(cb, LRSchedulerCallback)]
     epoch_scheduler = None if any(s is scheduler for s in managed) else scheduler
     log_lr = scheduler is not None or bool(managed)
     report = make_report(progress, epochs)
     logs: dict[str, float] = {}
 
+    step = _compiled_step(model, loss_fn, optimizer, hooks) if compile else None
     with _restore_modes(model):
         for hook in hooks.on_train_begin:
             hook(logs)
+        if resume_from is not None:
+            saver.restore_callbacks()  # after on_train_begin, which resets them
         try:
-            for epoch in range(epochs):
+            for epoch in range(start, epochs):
                 state.epoch = epoch
                 for hook in hooks.on_epoch_begin:
                     hook(epoch, {})
-                logs = _train_epoch(state, train_loader, metric_list, hooks, report)
+                logs = _train_epoch(state, train_loader, metric_list, hooks, report, step)
+                if dp is not None:  # rank 0's buffers everywhere, logs averaged over ranks
+                    logs = dp.sync(logs)
                 if val_loader is not None:
                     logs.update(_evaluate(model, val_loader, loss_fn, metric_list, "val_"))
                 if log_lr:
@@ -138,6 +171,8 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
                 history.append(epoch, logs)
                 if report is not None:
                     report.epoch_end(epoch, logs)
+                if checkpoint is not None and (dp is None or dp.is_main):
+                    saver.save(epoch)
                 if state.stop_training:
                     break
         finally:
@@ -149,7 +184,7 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
 
 
 def _train_epoch(state: TrainState, loader: Iterable, metrics: list[Metric],
-                 hooks: _CallbackList, report) -> dict[str, float]:
+                 hooks: _CallbackList, report, step: Callable | None = None) -> dict[str, float]:
     model, loss_fn, optimizer = state.model, state.loss_fn, state.optimizer
     model.train()
     bar = None
@@ -166,13 +201,16 @@ def _train_epoch(state: TrainState, loader: Iterable, metrics: list[Metric],
         state.batch = i
         for hook in batch_begin:
             hook(i)
-        optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = loss_fn(out, y)
-        loss.backward()
-        for hook in after_backward:
-            hook()
-        optimizer.step()
+        if step is not None:
+            out, loss = step(x, y)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = loss_fn(out, y)
+            loss.backward()
+            for hook in after_backward:
+                hook()
+            optimizer.step()
 
         n = y.data.shape[0] if y.data.ndim else 1
         value = float(loss.data)
@@ -197,6 +235,26 @@ def _train_epoch(state: TrainState, loader: Iterable, metrics: list[Metric],
     if seen == 0:
         raise ValueError("fit: train_data yielded no batches")
     return _logs(total, seen, metrics, sums, counts, "")
+
+
+def _compiled_step(model: Module, loss_fn: Callable, optimizer: Any,
+                   hooks: _CallbackList) -> Callable | None:
+    """One training step under `rg.compile`, or None when callbacks must run inside it."""
+    if hooks.on_after_backward:
+        warnings.warn("fit(compile=True): on_after_backward callbacks (e.g. gradient clipping) run "
+                      "between backward and the optimizer step, which a compiled step cannot "
+                      "replay; training eagerly", stacklevel=3)
+        return None
+
+    def train_step(x, y):
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)
+        loss = loss_fn(out, y)
+        loss.backward()
+        optimizer.step()
+        return out, loss
+
+    return compile_step(train_step)
 
 
 def _evaluate(model: Module, loader: Iterable, loss_fn: Callable | None, metrics: list[Metric],
