@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd import array_function
 from ..ops import (elu, gelu, leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax,  # noqa
                    softplus, tanh)
 from ..ops.arithmetic import Mul
-from ..ops.attention import scaled_dot_product_attention  # noqa: F401
+from ..ops.attention import dropout_scale, scaled_dot_product_attention  # noqa: F401
 from ..ops.conv import conv1d, conv2d, conv_transpose2d  # noqa: F401
 from ..ops.embedding import embedding  # noqa: F401
 from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
@@ -18,7 +19,6 @@ from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, 
 from ..ops.norm import batch_norm_train, layer_norm  # noqa: F401
 from ..ops.pool import (adaptive_avg_pool2d, avg_pool2d, interpolate, max_pool1d,  # noqa: F401
                         max_pool2d)
-from ..random import rng
 from ..tensor import Tensor
 
 
@@ -30,10 +30,27 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0.0
-    # NumPy draws float32 or float64 only; float16 (and integer) inputs use float32 draws
-    keep = rng().random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64)
-                        else np.float32) >= p
-    return Mul.apply(x, keep * x.dtype.type(1.0 / (1.0 - p)))
+    return Mul.apply(x, dropout_scale(x.shape, p, x.dtype))
+
+
+@array_function   # outside the op: a compiled step replays the update
+def _update_running_stats(running_mean: Tensor, running_var: Tensor, mean: np.ndarray,
+                          var: np.ndarray, n: int, m: float) -> None:
+    unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+    running_mean.data *= 1 - m
+    running_mean.data += m * mean.reshape(-1)
+    running_var.data *= 1 - m
+    running_var.data += m * unbiased
+
+
+@array_function   # read at each call of a compiled step: training moves the statistics
+def _running_mean(running_mean: Tensor, shape: tuple) -> np.ndarray:
+    return running_mean.data.reshape(shape)
+
+
+@array_function
+def _running_scale(running_var: Tensor, eps: float, shape: tuple, dtype) -> np.ndarray:
+    return (1.0 / (running_var.data + eps) ** 0.5).reshape(shape).astype(dtype)
 
 
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
@@ -45,19 +62,14 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     if training:
         out, mean, var = batch_norm_train(x, weight, bias, eps)
         if running_mean is not None:
-            n = x.data.size // x.data.shape[1]
-            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
-            m = momentum
-            running_mean.data *= 1 - m
-            running_mean.data += m * mean.reshape(-1)
-            running_var.data *= 1 - m
-            running_var.data += m * unbiased
+            _update_running_stats(running_mean, running_var, mean, var,
+                                  x.data.size // x.data.shape[1], momentum)
         return out
     if running_mean is None:
         raise ValueError("batch_norm: eval mode needs running statistics")
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    scale = 1.0 / (running_var.data + eps) ** 0.5
-    out = (x - running_mean.data.reshape(shape)) * scale.reshape(shape).astype(x.dtype)
+    out = (x - _running_mean(running_mean, shape)) * _running_scale(running_var, eps, shape,
+                                                                    x.dtype)
     if weight is not None:
         out = out * weight.reshape(shape)
     if bias is not None:

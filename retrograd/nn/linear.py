@@ -41,6 +41,10 @@ class Linear(Module):
         if x.data.ndim == 0 or x.data.shape[-1] != self.in_features:
             raise ValueError(f"{self!r}: expected input with last dimension {self.in_features}, "
                              f"got shape {tuple(x.shape)}")
+        if x.data.dtype != self.weight.data.dtype:  # no silent upcast of the whole network
+            raise TypeError(f"{self!r}: input dtype {x.data.dtype} and weight dtype "
+                            f"{self.weight.data.dtype} differ; convert one of them (x.float() or "
+                            "model.double()), as PyTorch requires")
         if self.bias is None:
             return _LinearOp.apply(x, self.weight)
         return _LinearOp.apply(x, self.weight, self.bias)

@@ -11,7 +11,19 @@ from ..autograd import RemovableHandle, no_grad
 from ..tensor import Tensor
 from .parameter import Parameter
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What `load_state_dict` returns: the keys the model has that the state dict lacks, and the
+    keys the state dict has that the model lacks (PyTorch's `_IncompatibleKeys`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+
+IncompatibleKeys = _IncompatibleKeys
 
 
 class Module:
@@ -296,33 +308,55 @@ class Module:
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
         """Copy tensors (or NumPy arrays, or anything array-like such as torch tensors) into this
-        model's parameters and buffers, by key.
+        model's parameters and buffers, by key; floating values are cast to the model's dtype.
 
-        With strict=True a missing or unexpected key is an error; with strict=False they are returned.
-        A shape mismatch is always an error naming the key and both shapes.
+        With strict=True a missing or unexpected key is an error listing each key with its shape;
+        with strict=False they are returned as `IncompatibleKeys(missing_keys, unexpected_keys)`.
+        A shape mismatch, or a value of the wrong kind (complex or bool for a float parameter), is
+        always an error naming the key and both shapes or dtypes, and the file for a state dict
+        from `rg.load`. On any error the model is left untouched.
+
+        >>> model.load_state_dict(rg.load("model.safetensors"))
+        <All keys matched successfully>
         """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"load_state_dict: expected a dict of tensors, got "
+                            f"{type(state_dict).__name__}" + (
+                                "; read the file first: model.load_state_dict(rg.load(path))"
+                                if isinstance(state_dict, str) else ""))
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         errors = []
         if strict and (missing or unexpected):
             if missing:
-                errors.append(f"missing keys: {', '.join(missing)}")
+                errors.append("missing keys: " + ", ".join(
+                    f"{k} {tuple(own[k].data.shape)}" for k in missing))
             if unexpected:
-                errors.append(f"unexpected keys: {', '.join(unexpected)}")
+                errors.append("unexpected keys: " + ", ".join(
+                    f"{k} {tuple(np.shape(_array_of(state_dict[k])))}" for k in unexpected))
+            hint = _prefix_hint(missing, unexpected)
+            if hint:
+                errors.append(hint)
         arrays = {}
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            value = state_dict[key]
-            array = value.data if isinstance(value, Tensor) else np.asarray(value)
+            array = _array_of(state_dict[key])
+            have, want = array.dtype, target.data.dtype
             if array.shape != target.data.shape:
                 errors.append(f"size mismatch for {key}: copying a tensor of shape {array.shape}, "
                               f"the parameter in this model has shape {target.data.shape}")
+            elif (have.kind not in "biufc" or (have.kind == "c" and want.kind != "c")
+                  or (have.kind == "b" and want.kind == "f")):
+                errors.append(f"dtype mismatch for {key}: copying a tensor of dtype {have} into "
+                              f"the parameter of dtype {want} in this model")
             else:
                 arrays[key] = array
         if errors:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  "
+            source = getattr(state_dict, "filename", None)
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}"
+                               + (f" from {source}" if source else "") + ":\n  "
                                + "\n  ".join(errors))
         # Only after every check passed: a failed load leaves the model untouched.
         with no_grad():
@@ -355,3 +389,22 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+def _array_of(value: Any) -> np.ndarray:
+    return value.data if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _prefix_hint(missing: list[str], unexpected: list[str]) -> str:
+    """When every key is off by the same leading path (a checkpoint's "model.", DataParallel's
+    "module."), say so and how to fix it."""
+    for extra, short, side in ((unexpected, missing, "the state dict's"),
+                               (missing, unexpected, "this model's")):
+        prefixes = {e[:len(e) - len(s)] for e in extra for s in short if e.endswith("." + s)}
+        if len(prefixes) == 1 and short:
+            (p,) = prefixes
+            if all(p + s in extra for s in short):
+                return (f"(hint: {side} keys carry an extra prefix {p!r}; strip it, e.g. "
+                        f"{{k.removeprefix({p!r}): v for k, v in state.items()}}, or load into "
+                        "the submodule it belongs to)")
+    return ""

@@ -1,6 +1,7 @@
 """Normalisation layers: BatchNorm1d/2d (Ioffe & Szegedy, 2015) and LayerNorm (Ba et al., 2016)."""
 from __future__ import annotations
 
+from ..autograd import array_function
 from ..creation import ones, tensor, zeros
 from ..dtypes import int64
 from ..tensor import Tensor
@@ -55,6 +56,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected {dims} input "
                              f"with {self.num_features} channels in dimension 1, got shape "
                              f"{tuple(x.shape)}")
+        _check_dtype(self, x, self.weight if self.weight is not None else self.running_mean)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
@@ -66,9 +68,9 @@ class _BatchNorm(Module):
         momentum = self.momentum
         update = self.training and self.track_running_stats
         if update:   # only once the input passed every check: a failed call changes nothing
-            self.num_batches_tracked.data += 1
+            _count_batch(self.num_batches_tracked)
             if momentum is None:   # cumulative moving average
-                momentum = 1.0 / int(self.num_batches_tracked.data)
+                momentum = _cumulative_momentum(self.num_batches_tracked)
         return F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
                             self.running_var if update or not use_batch_stats else None,
                             self.weight, self.bias, use_batch_stats, momentum, self.eps)
@@ -77,6 +79,18 @@ class _BatchNorm(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+# State updates outside ops, marked so that a compiled step replays them (rg.compile). A Python
+# number computed from a tensor cannot be replayed: with momentum=None the step stays eager.
+@array_function
+def _count_batch(num_batches_tracked: Tensor) -> None:
+    num_batches_tracked.data += 1
+
+
+@array_function
+def _cumulative_momentum(num_batches_tracked: Tensor) -> float:
+    return 1.0 / int(num_batches_tracked.data)
 
 
 class BatchNorm1d(_BatchNorm):
@@ -123,8 +137,17 @@ class LayerNorm(Module):
             raise ValueError(f"LayerNorm({self.normalized_shape}): expected input whose last "
                              f"{k} dimension(s) are {self.normalized_shape}, got shape "
                              f"{tuple(x.shape)}")
+        _check_dtype(self, x, self.weight)
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
+
+
+def _check_dtype(layer: Module, x: Tensor, reference: Tensor | None) -> None:
+    """As PyTorch: a float64 input into a float32 layer is an error, not a silent upcast."""
+    if reference is not None and x.data.dtype != reference.data.dtype:
+        raise TypeError(f"{layer!r}: input dtype {x.data.dtype} and parameter dtype "
+                        f"{reference.data.dtype} differ; convert one of them (x.float() or "
+                        "model.double()), as PyTorch requires")

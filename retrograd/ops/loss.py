@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, array_function
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -306,6 +306,10 @@ def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None, *,  # n
 
     >>> loss = rg.nn.functional.binary_cross_entropy(model(x).sigmoid(), y)   # (N, *) both
     """
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.size and not (t.min() >= 0 and t.max() <= 1):  # as PyTorch: a silent wrong loss otherwise
+        raise ValueError(f"binary_cross_entropy: all elements of target should be in [0, 1], got "
+                         f"values from {t.min()} to {t.max()}")
     return _elementwise("binary_cross_entropy", BCE, input, target, reduction, weight=weight)
 
 
@@ -392,6 +396,10 @@ class _ClassIndices:
             self.denom = int(valid.sum())
         else:
             self.wy, self.denom = None, target.size
+
+
+# Built from the target values outside the op: a compiled step rebuilds it each call.
+_class_indices = array_function(_ClassIndices)
 
 
 def _per_element(g: np.ndarray, targets: _ClassIndices, reduction: str) -> np.ndarray:
@@ -584,8 +592,9 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, *,  # noqa: A0
                                                          probabilities=True)
     eps = float(label_smoothing)
     if indices:
-        targets = _ClassIndices(name, x.data, target.data if isinstance(target, Tensor) else target,
-                                weight, ignore_index)
+        targets = _class_indices(name, x.data,
+                                 target.data if isinstance(target, Tensor) else target,
+                                 weight, ignore_index)
         out = CrossEntropyIndices.apply(x, targets, weight=weight, reduction=reduction,
                                         label_smoothing=eps)
     else:
@@ -609,8 +618,8 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, *,  # noqa: A002
     _check_reduction(name, reduction)
     x, target, weight, _, unbatched = _class_input(name, input, target, weight,
                                                    probabilities=False)
-    targets = _ClassIndices(name, x.data, target.data if isinstance(target, Tensor) else target,
-                            weight, ignore_index)
+    targets = _class_indices(name, x.data, target.data if isinstance(target, Tensor) else target,
+                             weight, ignore_index)
     out = NLL.apply(x, targets, reduction=reduction)
     return out.reshape(()) if unbatched and reduction == "none" else out
 
