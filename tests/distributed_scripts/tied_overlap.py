@@ -16,5 +16,10 @@ class Tied(nn.Module):
 init()
 rg.manual_seed(0)
 model = DistributedDataParallel(Tied(), overlap=True)
-model(rg.randn(3, 4)).sum().backward()
+try:
+    model(rg.randn(3, 4)).sum().backward()
+except RuntimeError as e:
+    # printed and exited here rather than left to mpi4py's abort, which may cut off the output
+    print(f"detected: {e}", flush=True)
+    raise SystemExit(3)
 print("not detected", flush=True)
