@@ -188,12 +188,19 @@ class GELU(Function):
         ctx.save_for_backward(x)
         ctx.approximate = approximate
         if approximate == "tanh":
-            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
-            ctx.t = t
+            # x * x * x, not x ** 3: NumPy's general power is ~30x slower than two multiplies
+            u = x * x
+            u *= 0.044715
+            u += 1
+            u *= x
+            u *= _SQRT_2_OVER_PI
+            t = ctx.t = np.tanh(u, out=u)
             return 0.5 * x * (1 + t)
         if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        return 0.5 * x * (1 + _erf(x * _INV_SQRT_2))
+        # Phi(x) is kept for backward: erf is the costly part, computed once per step
+        cdf = ctx.cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
+        return x * cdf
 
     @staticmethod
     def backward(ctx, grad):
@@ -202,9 +209,10 @@ class GELU(Function):
             t = ctx.t
             inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner)
-        cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
         pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return grad * (cdf + x * pdf)
+        pdf *= x
+        pdf += ctx.cdf
+        return grad * pdf
 
 
 class Softplus(Function):
