@@ -24,14 +24,7 @@ import mnist_cnn  # noqa: E402
 import saliency_digits  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    # what the scripts do: on these small matrices a second BLAS thread only waits (and on a
-    # busy machine it can make a GEMM 50x slower)
-    before = rg.get_num_threads()
-    rg.set_num_threads(1)
-    yield
-    rg.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def is_png(path):

@@ -23,13 +23,7 @@ def is_png(path):
         return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Small models: one BLAS thread is fastest, and idle threads spin on a busy machine."""
-    before = rg.get_num_threads()
-    rg.set_num_threads(1)
-    yield
-    rg.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 # --- GAN -------------------------------------------------------------------------------------
