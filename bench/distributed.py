@@ -272,7 +272,7 @@ def driver(quick: bool) -> None:
     tf = transformer_single(5 if quick else 15, 2)
     models = [("MLP", mlp_params, runs[0]["total_ms"] / 1e3),
               ("Transformer", tf["params"], tf["step_ms"] / 1e3)]
-    print(f"## Ring all-reduce estimate: T = 2(p-1)/p N/B + 2(p-1) alpha\n")
+    print("## Ring all-reduce estimate: T = 2(p-1)/p N/B + 2(p-1) alpha\n")
     print(f"Compute per step: measured single-process steps here (1 BLAS thread): MLP "
           f"{models[0][2] * 1e3:.1f} ms ({mlp_params:,} parameters), Transformer "
           f"{models[1][2] * 1e3:.1f} ms ({tf['params']:,} parameters).\n")

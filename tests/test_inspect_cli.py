@@ -2,8 +2,6 @@
 import re
 import shutil
 
-import pytest
-
 from retrograd.cli import main
 from retrograd.demos import inspection
 

@@ -182,8 +182,8 @@ def _normalize(n: Node) -> str:
         norm_shape = param_shape[ndim - len(axes):]
         scale = n.value(1) if weight is not None else n.b.const(np.ones(norm_shape, n.dtype),
                                                                  "ones")
-        return n.emit("LayerNormalization", [x, scale, n.value(2)], axis=-len(axes),
-                      epsilon=float(eps))
+        inputs = [x, scale] + ([n.value(2)] if bias is not None else [])   # B is optional
+        return n.emit("LayerNormalization", inputs, axis=-len(axes), epsilon=float(eps))
     mean = n.b.reduce("ReduceMean", x, axes, True)
     centered = n.emit("Sub", [x, mean])
     var = n.b.reduce("ReduceMean", n.emit("Mul", [centered, centered]), axes, True)
