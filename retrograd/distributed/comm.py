@@ -7,6 +7,7 @@ mpi4py is imported here, lazily, by `init()` and nothing else: `import retrograd
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -55,6 +56,9 @@ def _install_abort_hook() -> None:
     def hook(kind, value, traceback):
         previous(kind, value, traceback)
         sys.stderr.flush()
+        # the launcher stops forwarding output the moment it sees the abort: give it time to pass
+        # the traceback on first, or the user sees a job that died without saying why
+        time.sleep(0.5)
         _comm.Abort(1)
 
     sys.excepthook = hook
