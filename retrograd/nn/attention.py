@@ -176,6 +176,11 @@ class MultiheadAttention(Module):
                 expected = "embed_dim" if what == "query" else f"{what[0]}dim"
                 raise ValueError(f"{name}: expected {what} with last dimension {expected}={dim}, "
                                  f"got shape {tuple(x.shape)}")
+        w = self.in_proj_weight if self._qkv_same_embed_dim else self.q_proj_weight
+        if query.data.dtype != w.data.dtype:  # as PyTorch: no silent upcast
+            raise TypeError(f"{name}: input dtype {query.data.dtype} and weight dtype "
+                            f"{w.data.dtype} differ; convert one of them (x.float() or "
+                            "model.double())")
         if key.shape[:-1] != value.shape[:-1]:
             raise ValueError(f"{name}: key and value should have the same sequence and batch "
                              f"dimensions, got shapes {tuple(key.shape)} and {tuple(value.shape)}")

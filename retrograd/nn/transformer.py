@@ -81,6 +81,7 @@ class TransformerEncoderLayer(Module):
 
     def forward(self, src: Tensor, src_mask: Tensor | None = None,
                 src_key_padding_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        _check_d_model(self, src, "src")
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -137,6 +138,8 @@ class TransformerDecoderLayer(Module):
                 memory_mask: Tensor | None = None, tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, tgt_is_causal: bool = False,
                 memory_is_causal: bool = False) -> Tensor:
+        _check_d_model(self, tgt, "tgt")
+        _check_d_model(self, memory, "memory")
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -288,3 +291,11 @@ class Transformer(Module):
                             tgt_key_padding_mask=tgt_key_padding_mask,
                             memory_key_padding_mask=memory_key_padding_mask,
                             tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+
+
+def _check_d_model(layer: Module, x: Tensor, what: str) -> None:
+    d_model = layer.linear1.in_features
+    if x.ndim not in (2, 3) or x.shape[-1] != d_model:
+        raise ValueError(f"{type(layer).__name__}(d_model={d_model}): expected {what} of shape "
+                         f"(S, N, {d_model}), (N, S, {d_model}) with batch_first, or (S, "
+                         f"{d_model}), got shape {tuple(x.shape)}")

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, array_function
 from ..random import rng
 from ..tensor import Tensor
 
@@ -40,6 +40,7 @@ def causal_bias(n_queries: int, n_keys: int, dtype) -> np.ndarray:
     return bias
 
 
+@array_function    # a compiled step draws a new mask each call
 def dropout_scale(shape: tuple, p: float, dtype) -> np.ndarray:
     """Inverted-dropout multipliers for attention weights: 0 with probability p, else 1/(1-p)."""
     dtype = np.dtype(dtype)
