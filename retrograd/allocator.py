@@ -44,7 +44,7 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
 
 
 def tune_on_import() -> bool:
-    """keep_freed_memory() unless switched off (RETROGRAD_MALLOC_TUNING=0) or the user tuned glibc."""
+    """keep_freed_memory(), unless RETROGRAD_MALLOC_TUNING=0 or the user has tuned glibc."""
     if os.environ.get("RETROGRAD_MALLOC_TUNING", "1") == "0":
         return False
     if any(name in os.environ for name in _USER_SETTINGS):
