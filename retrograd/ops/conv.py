@@ -1,15 +1,17 @@
-"""Convolutions (conv1d, conv2d, conv_transpose2d) as im2col + one GEMM, fused, on raw arrays.
+"""Convolutions (conv1d, conv2d, conv_transpose2d) as im2col + GEMM, fused, on raw arrays.
 
-Forward gathers every window of the (padded) input into a column matrix, one copy from a strided
-view, and multiplies it by the weight matrix: one GEMM per layer (batched over groups). The product
-(N*OH*OW, C_out) is the output image in channels-last memory, returned with PyTorch's shape
-(N, C, H, W) as a view of it. NumPy's elementwise ops keep that layout, so the next conv or pool
-reads its input without a transposing copy.
+Forward gathers the windows of a few images at a time (the padded input's windows, one copy from
+a strided view, ~1 MB of columns) and multiplies them by the weight matrix straight into the
+output: the columns are read while still in cache, and the full column matrix, 9x the input for a
+3x3 kernel, never exists. The product (N*OH*OW, C_out) is the output image in channels-last
+memory, returned with PyTorch's shape (N, C, H, W) as a view of it. NumPy's elementwise ops keep
+that layout, so the next conv or pool reads its input without a transposing copy.
 
-Backward: dW is one GEMM of the output gradient with the saved columns; dx is one GEMM back to
-columns, which col2im scatters onto the image with one vectorised slice-add per kernel offset (kh*kw
-additions, whatever the size of the image). The ops work on arrays, not on tensor ops: they are
-once-differentiable.
+Backward keeps only the input: dW is a GEMM of the output gradient with the columns gathered
+again, chunk by chunk (a copy costs less than holding the columns from forward to backward); dx
+is, per kernel offset, one small GEMM whose result is added onto the shifted image while in cache
+(kh*kw slice-adds, whatever the size of the image). The ops work on arrays, not on tensor ops:
+they are once-differentiable.
 
 1-D convolutions and unbatched inputs run through the same code as height-1 / batch-1 images.
 """
@@ -181,23 +183,40 @@ def col2im(cols: np.ndarray, padded: tuple, kernel: tuple, out: tuple, stride: t
     (N, C, Hp, Wp), one strided slice-add per kernel offset. Read fastest when cols is contiguous
     (groups, M, K) if `last`, a transposed (groups, K, M) otherwise."""
     n, c, hp, wp = padded
-    cg = c // groups
+    img = np.zeros((n, hp, wp, groups, c // groups) if last else (n, groups, c // groups, hp, wp),
+                   cols.dtype)
+    col2im_add(img, cols, kernel, out, stride, dilation, last)
+    return img.reshape(n, hp, wp, c).transpose(0, 3, 1, 2) if last else img.reshape(padded)
+
+
+def col2im_add(img: np.ndarray, cols: np.ndarray, kernel: tuple, out: tuple, stride: tuple,
+               dilation: tuple, last: bool) -> None:
+    """col2im into `img`, in place: (N, Hp, Wp, groups, C/groups) if `last`, else
+    (N, groups, C/groups, Hp, Wp)."""
     kh, kw = kernel
     if last:
-        img = np.zeros((n, hp, wp, groups, cg), cols.dtype)
+        n, _, _, groups, cg = img.shape
         cols = cols.reshape(groups, n, out[0], out[1], kh, kw, cg)
         for i in range(kh):
             for j in range(kw):
                 rows, columns = window_slices(i, j, out, stride, dilation)
                 img[:, rows, columns] += cols[:, :, :, :, i, j].transpose(1, 2, 3, 0, 4)
-        return img.reshape(n, hp, wp, c).transpose(0, 3, 1, 2)
-    img = np.zeros((n, groups, cg, hp, wp), cols.dtype)
+        return
+    n, groups, cg = img.shape[:3]
     cols = cols.transpose(0, 2, 1).reshape(groups, cg, kh, kw, n, out[0], out[1])
     for i in range(kh):
         for j in range(kw):
             rows, columns = window_slices(i, j, out, stride, dilation)
             img[:, :, :, rows, columns] += cols[:, :, i, j].transpose(2, 0, 1, 3, 4)
-    return img.reshape(padded)
+
+
+_CHUNK_BYTES = 1 << 20    # columns gathered per GEMM: 1 MB, so they are still in cache when read
+
+
+def batches(n: int, image_bytes: int) -> list:
+    """Ranges of images whose columns take about _CHUNK_BYTES together (at least one image)."""
+    step = max(1, _CHUNK_BYTES // max(1, image_bytes))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 def weight_matrix(w4: np.ndarray, groups: int, last: bool) -> np.ndarray:
@@ -258,37 +277,75 @@ class Conv(Function):
         n, kernel = x4.shape[0], w4.shape[2:]
         out = _out_size("conv", x4.shape, kernel, stride, padding, dilation)
         last = channels_last(x4)
-        xp = pad(x4, padding)
-        cols = im2col(xp, kernel, out, stride, dilation, groups, last)     # (groups, M, K)
-        y = _ungroup(np.matmul(cols, weight_matrix(w4, groups, last).transpose(0, 2, 1)))
+        wt = weight_matrix(w4, groups, last).transpose(0, 2, 1)       # (groups, K, O/groups)
+        pixels = out[0] * out[1]
+        y = np.empty((groups, n * pixels, wt.shape[2]), np.result_type(x, weight))
+        # a few images at a time: their columns are multiplied while still in cache, and the
+        # whole column matrix never exists (backward gathers the columns again from x)
+        for i, j in batches(n, pixels * wt.shape[1] * groups * x.itemsize):
+            cols = im2col(pad(x4[i:j], padding), kernel, out, stride, dilation, groups, last)
+            np.matmul(cols, wt, out=y[:, i * pixels:j * pixels])
+        y = _ungroup(y)
         if bias is not None:
             y += bias
         need_x, need_w = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(cols if need_w else None, weight if need_x else None)
-        ctx.args = (x.shape, x4.shape, w4.shape, xp.shape, out, stride, padding, dilation, groups,
-                    dims, last)
+        ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+        ctx.args = (x.shape, x4.shape, w4.shape, out, stride, padding, dilation, groups, dims,
+                    last)
         return _image(y, n, *out).reshape(image_like((n, y.shape[1]) + out, dims,
                                                      x.ndim > dims + 1))
 
     @staticmethod
     def backward(ctx, grad):
-        cols, weight = ctx.saved_tensors
-        x_shape, shape4, w_shape4, padded, out, stride, padding, dilation, groups, dims, last = \
-            ctx.args
+        x, weight = ctx.saved_tensors
+        x_shape, shape4, w_shape4, out, stride, padding, dilation, groups, dims, last = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad
-        g = _rows(grad.reshape((shape4[0], -1) + out))         # (M, O)
+        n, c, h, w = shape4
+        kernel, pixels = w_shape4[2:], out[0] * out[1]
+        k = w_shape4[1] * kernel[0] * kernel[1]
+        g = _rows(grad.reshape((n, -1) + out))                 # (M, O)
         gg = _group(g, groups)                                  # (groups, M, O/groups)
-        grad_x = grad_w = grad_b = None
+        grad_x = grad_w = grad_b = dw = None
         if need_w:
-            dw = np.matmul(gg.transpose(0, 2, 1), cols)        # (groups, O/groups, K)
+            x4 = x.reshape(shape4)
+        if need_x:
+            (t, b), (l, r) = padding
+            hp, wp = h + t + b, w + l + r
+            img = np.zeros((n, hp, wp, groups, c // groups) if last else
+                           (n, groups, c // groups, hp, wp), grad.dtype)
+            if last:   # (kh, kw, groups, O/groups, C/groups): one matrix per kernel offset
+                wk = np.ascontiguousarray(weight.reshape(
+                    (groups, -1, c // groups) + kernel).transpose(3, 4, 0, 1, 2))
+            else:
+                wm = weight_matrix(weight.reshape(w_shape4), groups, last)   # (groups, O/g, K)
+        for i, j in batches(n, pixels * k * groups * grad.itemsize):
+            gc = gg[:, i * pixels:j * pixels]
+            if need_w:
+                cols = im2col(pad(x4[i:j], padding), kernel, out, stride, dilation, groups, last)
+                part = np.matmul(gc.transpose(0, 2, 1), cols)  # (groups, O/groups, K)
+                if dw is None:
+                    dw = part
+                else:
+                    dw += part
+            if need_x and last:
+                # col2im one kernel offset at a time: its columns are one small GEMM, added onto
+                # the image while in cache, with rows of (OW, C) contiguous on both sides
+                part = None
+                for ki in range(kernel[0]):
+                    for kj in range(kernel[1]):
+                        part = np.matmul(gc, wk[ki, kj], out=part)   # (groups, rows, C/groups)
+                        rows, columns = window_slices(ki, kj, out, stride, dilation)
+                        img[i:j, rows, columns] += part.transpose(1, 0, 2).reshape(
+                            (j - i,) + out + part.shape[::2])
+            elif need_x:   # dcols laid out as col2im reads fastest
+                dcols = np.matmul(wm.transpose(0, 2, 1), gc.transpose(0, 2, 1)).transpose(0, 2, 1)
+                col2im_add(img[i:j], dcols, kernel, out, stride, dilation, last)
+        if need_w:
             grad_w = weight_from_matrix(dw, w_shape4, last).reshape(
                 w_shape4[:2] + w_shape4[4 - dims:])
         if need_x:
-            wm = weight_matrix(weight.reshape(w_shape4), groups, last)
-            # dcols laid out as col2im reads fastest
-            dcols = np.matmul(gg, wm) if last else \
-                np.matmul(wm.transpose(0, 2, 1), gg.transpose(0, 2, 1)).transpose(0, 2, 1)
-            dxp = col2im(dcols, padded, w_shape4[2:], out, stride, dilation, groups, last)
+            dxp = img.reshape(n, hp, wp, c).transpose(0, 3, 1, 2) if last else \
+                img.reshape(n, c, hp, wp)
             grad_x = unpad(dxp, padding, shape4, x_shape)
         if need_b:
             grad_b = np.ones(len(g), g.dtype) @ g              # a GEMV: faster than sum(axis=0)
