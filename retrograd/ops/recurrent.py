@@ -5,7 +5,9 @@ nodes, each paying Python overhead twice. Here the whole layer is one node. Forw
 input for every time step with one GEMM (W_ih x over all T*B columns), then loops over time on
 NumPy arrays with one GEMM per step (W_hh h, all gates at once). Backward is backpropagation through
 time written by hand: a reverse loop with one GEMM per step (W_hh^T dgates), then dW_ih, dW_hh and
-dx as one GEMM each over the whole sequence. Once-differentiable: backward works on raw arrays.
+dx as one GEMM each over the whole sequence. The LSTM folds the input projection into its step:
+one GEMM of [W_hh | W_ih | b] with [h; x_t; 1] per step, and one GEMM for all its weight and bias
+gradients. Once-differentiable: backward works on raw arrays.
 
 Shapes are time-major: x (T, B, in), h0/c0 (B, H); gates in PyTorch's order and layout, W_ih
 (G*H, in), W_hh (G*H, H), G = 1 (RNN), 3 (GRU: r, z, n) or 4 (LSTM: i, f, g, o). A 2-D x (B, in)
@@ -165,8 +167,13 @@ def _weight_grads(ctx, tmp: _Arena, dgi: np.ndarray, dgh: np.ndarray) -> tuple:
             dw_hh = gh[:, :n] @ ys[B:] + gh[:, n:] @ h0
         else:
             dw_hh = gh[:, B:] @ ys[:n] + gh[:, :B] @ h0
-    db_ih = gi.sum(axis=1) if needs[k + 4] else None
-    db_hh = gh.sum(axis=1) if needs[k + 5] else None
+    # sums over the sequence as GEMVs (faster than sum(axis=1)); one for both biases if they
+    # receive the same gradient (RNN, LSTM)
+    ones = np.ones(gi.shape[1], gi.dtype)
+    db_ih = gi @ ones if needs[k + 4] else None
+    db_hh = None
+    if needs[k + 5]:
+        db_hh = db_ih.copy() if gh is gi and db_ih is not None else gh @ ones
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -251,27 +258,46 @@ class LSTMLayer(Function):
         H = w_hh.shape[1]
         dtype = seq.dtype
         x2d = seq.reshape(T * B, n_in)
-        rows = np.repeat(_LSTM_SCALE, H).astype(dtype)
+        rows = np.repeat(_LSTM_SCALE, H).astype(dtype)[:, None]
         tmp, saved = _Arena(), _Arena()
-        xs = _project(tmp, x2d, w_ih, _bias(b_ih, b_hh), rows).reshape(4, H, T, B)
-        w = w_hh * rows[:, None]
+        # One GEMM per step makes all four gates from the state, the input and the bias:
+        # [W_hh | W_ih | b] (sigmoid rows halved) times the column [h_{t-1}; x_t; 1], K = H+in+1.
+        # Without the separate input projection and its add per step: ~5% faster forward.
+        k = H + n_in + 1
+        w = tmp.empty((4 * H, k), dtype)
+        np.multiply(w_hh, rows, out=w[:, :H])
+        np.multiply(w_ih, rows, out=w[:, H:-1])
+        bias = _bias(b_ih, b_hh)
+        if bias is None:
+            w[:, -1] = 0
+        else:
+            np.multiply(bias, rows[:, 0], out=w[:, -1])
+        # what step t reads, h_{t-1}; x_t; 1, in column block t of a (K, T*B) matrix: a (K, B)
+        # block with row stride T*B, which BLAS reads as is, and backward's GEMM needs no copy
+        z = saved.empty((k, T, B), dtype)
+        z[H:-1] = seq.transpose(2, 0, 1)
+        z[-1] = 1
+        z[:H, T - 1 if reverse else 0] = h0.T
         acts = saved.empty((T, 4, H, B), dtype)  # i, f, g, o after their activations
         cs = saved.empty((T, H, B), dtype)
         tcs = saved.empty((T, H, B), dtype)      # tanh(c_t)
         hs = tmp.empty((T, H, B), dtype)
-        h, c = h0.T, c0.T
+        ig = tmp.empty((H, B), dtype)            # i * g
+        c = c0.T
+        step = -1 if reverse else 1
         for t in _steps(T, reverse):
             a = acts[t]
-            np.matmul(w, h, out=a.reshape(4 * H, B))
-            a += xs[:, :, t]
+            np.matmul(w, z[:, t], out=a.reshape(4 * H, B))
             np.tanh(a, out=a)
             for s in (a[:2], a[3]):              # i and f, o
                 s *= 0.5
                 s += 0.5
             c_new = np.multiply(a[1], c, out=cs[t])
-            c_new += a[0] * a[2]
+            c_new += np.multiply(a[0], a[2], out=ig)
             np.tanh(c_new, out=tcs[t])
             h = np.multiply(a[3], tcs[t], out=hs[t])
+            if 0 <= t + step < T:
+                z[:H, t + step] = h
             c = c_new
         out = np.empty((T + 1, B, H), dtype)     # h_1 .. h_T, then c_T
         out[:T] = hs.transpose(0, 2, 1)
@@ -279,7 +305,7 @@ class LSTMLayer(Function):
         tmp.release()
         if any(ctx.needs_input_grad):
             _save(ctx, x, x2d, h0, w_ih, w_hh, reverse, out, saved, c0)
-            ctx.c0, ctx.acts, ctx.cs, ctx.tcs, ctx.ys = c0, acts, cs, tcs, out[:T]
+            ctx.c0, ctx.acts, ctx.cs, ctx.tcs, ctx.z = c0, acts, cs, tcs, z
         return out
 
     @staticmethod
@@ -312,17 +338,28 @@ class LSTMLayer(Function):
         np.subtract(1, dg, out=dg)
         dg *= i
         dgates = tmp.empty(acts.shape, dtype)
+        scratch = tmp.empty((H, B), dtype)
         dh = np.zeros((H, B), dtype)
         dc = grad[T].T.copy()
         for t in _steps(T, not ctx.reverse):
             dh_t = g_out[t]
             dh_t += dh
-            dc += dh_t * dc_from_h[t]
+            dc += np.multiply(dh_t, dc_from_h[t], out=scratch)
             np.multiply(dc, from_c[t], out=dgates[t, :3])
             np.multiply(dh_t, do_from_h[t], out=dgates[t, 3])
             dc *= f[t]
             dh = w_t @ dgates[t].reshape(4 * H, B)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, tmp, dgates, dgates)
+        needs = ctx.needs_input_grad
+        gates = _feature_major(tmp, dgates)                          # (4H, T*B)
+        dx = (gates.T @ ctx.w_ih).reshape(ctx.x_shape) if needs[0] else None
+        dw_ih = dw_hh = db_ih = db_hh = None
+        if any(needs[3:]):
+            # the forward GEMM's adjoint: [dW_hh | dW_ih | db] in one GEMM over the sequence
+            dw = gates @ ctx.z.reshape(len(ctx.z), -1).T
+            dw_hh = dw[:, :H].copy() if needs[4] else None
+            dw_ih = dw[:, H:-1].copy() if needs[3] else None
+            db_ih = dw[:, -1].copy() if needs[5] else None
+            db_hh = dw[:, -1].copy() if needs[6] else None
         tmp.release()
         return dx, dh.T, dc.T, dw_ih, dw_hh, db_ih, db_hh
 
