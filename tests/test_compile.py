@@ -88,6 +88,34 @@ def test_cnn_adam_matches_eager():
               lambda m, x, y: F.cross_entropy(m(x), y), _classification_batches((8, 1, 8, 8), 3))
 
 
+def test_relu_backward_in_place_only_on_unshared_gradients():
+    """The replay lets ReLU's backward overwrite its incoming gradient when the recording showed
+    nothing else holds it; a gradient that also flows elsewhere (here through `h + relu(h)`, whose
+    Add sends one array to both) keeps the out-of-place rule. Both give eager's values."""
+    from retrograd.compile.tape import _relu_backward_into
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(5, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            h = self.a(x).relu()
+            return self.b(h + h.relu())
+
+    compiled = _run_both(Net, lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                         lambda m, x, y: F.cross_entropy(m(x), y),
+                         _classification_batches((8, 5), 3))
+    (entry,) = [e for entries in compiled._cache.values() for e in entries]
+    rules = {n: cell.cell_contents for n, cell in
+             zip(entry.replay.__code__.co_freevars, entry.replay.__closure__) if n[0] == "B"}
+    calls = [line.split("(")[0].split("= ")[1] for line in entry.source.splitlines()
+             if "= B" in line]
+    relu = [name for name in calls if rules[name] is _relu_backward_into
+            or rules[name] is rg.ops.elementwise.ReLU.backward]
+    assert [rules[n] is _relu_backward_into for n in relu] == [False, True]
+
+
 def test_lstm_adamw_matches_eager():
     class Net(nn.Module):
         def __init__(self):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from .. import autograd
 from ..autograd import Function, _conform
+from ..ops.elementwise import ReLU
 from ..random import default_generator
 from ..tensor import WRITE_CLOCK, Tensor, _wrap
 
@@ -49,6 +51,38 @@ def _deliver(leaf: Tensor, g: np.ndarray, copy: bool) -> None:
         leaf.grad = _wrap(g.copy() if copy else g)
     else:
         leaf.grad.data = leaf.grad.data + g
+
+
+def _relu_backward_into(ctx, grad: np.ndarray) -> np.ndarray:
+    """ReLU.backward (`grad * (out > 0)`) written into `grad`: the same values, no new array."""
+    (out,) = ctx.saved_tensors
+    return np.multiply(grad, out > 0, out=grad)
+
+
+# Backward rules that may overwrite their incoming gradient, used in a replay when the recording
+# showed that nothing else holds that gradient (see `_exclusive`): the activation gradient of a
+# CNN's first layer then needs one array of its size, not two.
+_BACKWARD_INTO = {ReLU: _relu_backward_into}
+
+
+def _exclusive(g: Any) -> bool:
+    """Whether the walk's gradient `g` is held only by the walk's local: not by another pending
+    gradient, a leaf, an op's saved values or a buffer pool, nor through a view of it."""
+    return type(g) is np.ndarray and g.flags.owndata and g.flags.writeable \
+        and sys.getrefcount(g) <= _ALONE
+
+
+def _alone() -> int:
+    """sys.getrefcount inside `_exclusive` of an array its caller holds in one local only."""
+    g = np.empty(0)
+    return _count(g)
+
+
+def _count(g: Any) -> int:
+    return sys.getrefcount(g)
+
+
+_ALONE = _alone()
 
 
 def _literal(value: Any) -> str | None:
@@ -324,9 +358,12 @@ class Tape:
                     "first backward(), or detach() the state carried between steps.")
             if node._clock is not None and node._clock != clock:
                 autograd._check_versions(node)
+            backward = type(node).backward
+            if type(node) in _BACKWARD_INTO and _exclusive(g):
+                backward = _BACKWARD_INTO[type(node)]
             in_grads = node.backward(node, g)
             out = self._new("v")
-            self._emit(f"{out} = {self._object(type(node).backward, 'B')}({ctx}, {g_expr})",
+            self._emit(f"{out} = {self._object(backward, 'B')}({ctx}, {g_expr})",
                        (out,), (ctx, g_expr))
             single = type(in_grads) is not tuple
             if single:
@@ -355,6 +392,7 @@ class Tape:
                     self._send(grads, pending, parent, pg, local)
                 else:
                     self._to_leaf(leaf_grads, parent, pg, local, pg is not g and pg.base is None)
+            in_grads = pg = None        # the walk's own references: `_exclusive` counts the rest
             if not retain_graph:
                 node.__dict__.clear()
                 node.next_functions = None
