@@ -108,12 +108,52 @@ def run(name: str, rounds: int, use_torch_compile: bool) -> dict:
     return out
 
 
+def table(rows: list) -> str:
+    lines = ["| workload | eager ms | compiled ms | PyTorch ms | torch.compile ms "
+             "| eager / PyTorch | compiled / PyTorch | peak MB compiled / eager / PyTorch |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        tc = f"{r['torch.compile']:.3f}" if "torch.compile" in r else "n/a"
+        lines.append(f"| {r['name']} | {r['eager']:.3f} | {r['compiled']:.3f} | {r['torch']:.3f} | "
+                     f"{tc} | {r['eager'] / r['torch']:.2f} | {r['ratio']:.2f} | "
+                     f"{r['mem_ours']:.3f} / {r['mem_eager']:.3f} / {r['mem_torch']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list, path: str, title: str) -> None:
+    """Per workload, eager and compiled time as a ratio of PyTorch eager's; 1.0 dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    eager = [r["eager"] / r["torch"] for r in rows]
+    compiled = [r["ratio"] for r in rows]
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2.5, 4.5))
+    b1 = ax.bar(x - 0.2, eager, 0.4, label="eager", color="tab:blue")
+    b2 = ax.bar(x + 0.2, compiled, 0.4, label="rg.compile", color="tab:orange")
+    for bars in (b1, b2):
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in bars.datavalues], padding=2, fontsize=8)
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xticks(x, [r["name"] for r in rows])
+    ax.set_ylabel("retrograd / PyTorch eager time per step")
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, max(eager + compiled) * 1.25)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="xor,mlp,cnn,lstm,transformer")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-torch-compile", action="store_true")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table here")
+    parser.add_argument("--plot", metavar="PNG", help="bar chart of eager and compiled ratios")
     args = parser.parse_args(argv)
     _pin_threads(args.threads)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -130,14 +170,13 @@ def main(argv=None) -> int:
               f"{r['mem_torch']:.2f} {r['note']} {r['fallback']}", flush=True)
     print()
     print(f"threads={args.threads}, rounds={args.rounds}")
-    print("| workload | eager ms | compiled ms | PyTorch ms | torch.compile ms "
-          "| compiled / PyTorch | peak MB compiled / eager / PyTorch |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        tc = f"{r['torch.compile']:.3f}" if "torch.compile" in r else "n/a"
-        print(f"| {r['name']} | {r['eager']:.3f} | {r['compiled']:.3f} | {r['torch']:.3f} | "
-              f"{tc} | {r['ratio']:.2f} | {r['mem_ours']:.3f} / {r['mem_eager']:.3f} / "
-              f"{r['mem_torch']:.3f} |")
+    text = table(rows)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    if args.plot:
+        plot(rows, args.plot, f"vs PyTorch eager, {args.threads} thread(s), {args.rounds} rounds")
     return 0
 
 
