@@ -31,6 +31,10 @@ _tape = None
 # node is numbered after every node it depends on: the backward walk goes from high numbers to low.
 _sequence = itertools.count()
 
+_new = object.__new__
+_NEEDS_ONE = (True,)
+_NO_NEEDS = ((), (False,), (False, False))
+
 
 def is_grad_enabled() -> bool:
     """True when operations are being recorded for backward."""
@@ -145,45 +149,92 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         if _tape is not None:
             return _tape.apply(cls, args, kwargs)
-        ctx = cls.__new__(cls)
-        arrays, needs, nexts = [], [], []
-        record = False
-        for a in args:   # a plain loop: measurably cheaper than comprehensions on this hot path
-            if isinstance(a, Tensor):
-                arrays.append(a.data)
-                if a.requires_grad:
-                    record = True
-                    needs.append(True)
-                    nexts.append(a.grad_fn or a)
-                    continue
+        ctx = _new(cls)
+        # The inputs' arrays, and the graph links when recording (nexts is None otherwise). One
+        # and two inputs, most ops, are unrolled: this runs once per op, and on small tensors its
+        # overhead is most of an op's cost. NumPy scalars become Python scalars: they take the
+        # tensor's dtype, never upcast it.
+        n = len(args)
+        if n == 1 and isinstance(args[0], Tensor):
+            a = args[0]
+            x = a.data
+            if a.requires_grad and _grad_enabled:
+                ctx.needs_input_grad = _NEEDS_ONE
+                nexts = (a.grad_fn or a,)
             else:
-                # NumPy scalars become Python scalars: they take the tensor's dtype, never upcast it.
-                arrays.append(a.item() if isinstance(a, np.generic) else a)
-            needs.append(False)
-            nexts.append(None)
-        record = record and _grad_enabled
-        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
-        out = cls.forward(ctx, *arrays, **kwargs)
+                ctx.needs_input_grad = _NO_NEEDS[1]
+                nexts = None
+            out = cls.forward(ctx, x, **kwargs) if kwargs else cls.forward(ctx, x)
+        elif n == 2:
+            a, b = args
+            ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+            if ta:
+                x, ra = a.data, a.requires_grad
+            else:
+                x, ra = (a.item() if isinstance(a, np.generic) else a), False
+            if tb:
+                y, rb = b.data, b.requires_grad
+            else:
+                y, rb = (b.item() if isinstance(b, np.generic) else b), False
+            if (ra or rb) and _grad_enabled:
+                ctx.needs_input_grad = (ra, rb)
+                nexts = ((a.grad_fn or a) if ra else None, (b.grad_fn or b) if rb else None)
+            else:
+                ctx.needs_input_grad = _NO_NEEDS[2]
+                nexts = None
+            out = cls.forward(ctx, x, y, **kwargs) if kwargs else cls.forward(ctx, x, y)
+        else:
+            arrays, needs, links = [], [], []
+            record = False
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a.data)
+                    if a.requires_grad:
+                        record = True
+                        needs.append(True)
+                        links.append(a.grad_fn or a)
+                        continue
+                else:
+                    arrays.append(a.item() if isinstance(a, np.generic) else a)
+                needs.append(False)
+                links.append(None)
+            if record and _grad_enabled:
+                ctx.needs_input_grad, nexts = tuple(needs), tuple(links)
+            else:
+                ctx.needs_input_grad, nexts = (False,) * n, None
+            out = cls.forward(ctx, *arrays, **kwargs)
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        result = Tensor.__new__(Tensor)
+        result = _new(Tensor)
         result.data = out
-        result.grad = None
-        result._hooks = None
+        result.grad = result._hooks = None
         if cls.returns_view:
             result._version, result._base = args[0]._version_cell(), args[0]
         else:
             result._version = result._base = None
-        if record and out.dtype.kind == "f":  # integer/bool results (argmax, casts) carry no grad
+        dtype = out.dtype
+        if nexts is not None and dtype.kind == "f":  # integer/bool results carry no grad
             result.requires_grad = True
             result.grad_fn = ctx
-            ctx.next_functions = tuple(nexts)
+            ctx.next_functions = nexts
             ctx._seq = next(_sequence)
             ctx._shape = out.shape
-            ctx._dtype = out.dtype
-            if ctx.saved_tensors:
+            ctx._dtype = dtype
+            saved = ctx.saved_tensors
+            if saved:
                 ctx._clock = WRITE_CLOCK[0]
-                ctx._saved_cells = _saved_cells(ctx.saved_tensors, args, result)
+                if n > 2:
+                    ctx._saved_cells = _saved_cells(saved, args, result)
+                else:   # _saved_cells, unrolled for the inputs at hand
+                    cells = []
+                    for s in saved:
+                        if s is out:
+                            cells.append((result._version_cell(), "output"))
+                        elif s is x and (n == 1 or ta):
+                            cells.append((a._version or a._version_cell(), "input"))
+                        elif n == 2 and s is y and tb:
+                            cells.append((b._version or b._version_cell(), "input"))
+                    ctx._saved_cells = cells
         else:
             result.requires_grad = False
             result.grad_fn = None
@@ -221,15 +272,16 @@ def array_function(fn: Callable) -> Callable:
 def _saved_cells(saved: tuple, args: tuple, result: Tensor) -> list:
     """Version cells of the tensors whose arrays the op saved, to catch in-place writes later."""
     cells = []
+    out = result.data
     for s in saved:
-        if s is result.data:
+        if s is out:
             cells.append((result._version_cell(), "output"))
-            continue
-        for a in args:
-            if isinstance(a, Tensor) and a.data is s:
-                # `a._version or`: an input usually has its cell already; skip the method call
-                cells.append((a._version or a._version_cell(), "input"))
-                break
+        elif isinstance(s, np.ndarray):          # not None or a number: an array to watch
+            for a in args:
+                if isinstance(a, Tensor) and a.data is s:
+                    # `a._version or`: an input usually has its cell already; skip the method call
+                    cells.append((a._version or a._version_cell(), "input"))
+                    break
     return cells
 
 
@@ -303,16 +355,14 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
         else:
             _send(grads, pending, root.grad_fn, g)
 
+    # The loop below runs once per node: helpers are inlined and globals read into locals.
+    push, pop, ndarray = heapq.heappush, heapq.heappop, np.ndarray
     clock = WRITE_CLOCK[0]
     while pending:
-        node = heapq.heappop(pending)[1]
+        node = pop(pending)[1]
         g = grads.pop(node)
-        if node._hooks:
-            g, _ = _call_hooks(node._hooks, g)
-        if node._retain is not None:
-            _retain(node, g)
-        if capture is not None and node in capture:
-            capture[node] = g
+        if node._hooks or node._retain is not None or capture is not None:
+            g = _observe_node(node, g, capture)
         nexts = node.next_functions
         if nexts is None:
             raise RuntimeError(
@@ -320,7 +370,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
                 "values were freed by the first backward. Pass retain_graph=True to the first "
                 "backward(), or detach() the state carried between steps (e.g. an RNN's hidden state "
                 "between chunks).")
-        if node._clock is not None and node._clock != clock:
+        made = node._clock
+        if made is not None and made != clock:
             _check_versions(node)
         in_grads = node.backward(node, g)
         if type(in_grads) is not tuple:
@@ -333,19 +384,28 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
         for parent, pg in zip(nexts, in_grads):
             if parent is None or pg is None:
                 continue
-            if type(pg) is not np.ndarray:
+            if type(pg) is not ndarray:
                 pg = _as_array(pg)
             if isinstance(parent, Function):
                 if pg.shape != parent._shape or pg.dtype is not parent._dtype:
                     pg = _conform(pg, parent._shape, parent._dtype)
-                _send(grads, pending, parent, pg)
+                if parent in grads:
+                    grads[parent] = grads[parent] + pg
+                else:
+                    grads[parent] = pg
+                    push(pending, (-parent._seq, parent))
             else:                                   # a leaf tensor
                 data = parent.data
                 if pg.shape != data.shape or pg.dtype is not data.dtype:
                     pg = _conform(pg, data.shape, data.dtype)
-                # The incoming gradient passed through, or a view, may be shared with other
-                # gradients; a leaf's .grad must own its memory (checked again at delivery).
-                _deliver_leaf(leaf_grads, parent, pg, pg is not g and pg.base is None)
+                entry = leaf_grads.get(parent)
+                if entry is None:
+                    # The incoming gradient passed through, or a view, may be shared with other
+                    # gradients; a leaf's .grad must own its memory (checked again at delivery).
+                    leaf_grads[parent] = [pg, pg is not g and pg.base is None]
+                else:
+                    entry[0] = entry[0] + pg
+                    entry[1] = True
         if not retain_graph:
             # Free everything the op kept for backward (saved arrays, options), and mark the node
             # freed: a later walk reaching it reports the error.
@@ -364,10 +424,24 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[np.ndarray], reta
             if not owned or id(g) in delivered:   # e.g. a custom op returning one array twice
                 g = g.copy()
             delivered.add(id(g))
-            leaf.grad = _wrap(g)
+            grad = _new(Tensor)     # _wrap(g), inlined
+            grad.data, grad.grad, grad.requires_grad, grad.grad_fn = g, None, False, None
+            grad._version = grad._hooks = grad._base = None
+            leaf.grad = grad
         else:
             # Replace rather than add in place: the old array may be referenced elsewhere.
             leaf.grad.data = leaf.grad.data + g
+
+
+def _observe_node(node: Function, g: np.ndarray, capture: dict | None) -> np.ndarray:
+    """A node's gradient through its hooks, into a retained .grad and into `capture`."""
+    if node._hooks:
+        g, _ = _call_hooks(node._hooks, g)
+    if node._retain is not None:
+        _retain(node, g)
+    if capture is not None and node in capture:
+        capture[node] = g
+    return g
 
 
 def _send(grads: dict, pending: list, node: Function, g: np.ndarray) -> None:
@@ -401,7 +475,8 @@ def _root_gradient(t: Tensor, gradient: Any, op: str) -> np.ndarray:
                 f"{op}: the output has shape {tuple(t.shape)}, so the gradient is not implied: pass "
                 f"gradient= (an array of shape {tuple(t.shape)}, usually ones), or reduce the output "
                 "to a scalar first (e.g. .sum() or .mean()).")
-        return np.array(1, dtype=t.data.dtype).reshape(t.data.shape)
+        g = np.array(1, dtype=t.data.dtype)
+        return g.reshape(t.data.shape) if t.data.ndim else g
     g = _as_array(gradient)
     if g.shape != t.data.shape:
         raise RuntimeError(f"{op}: gradient has shape {g.shape} but the output has shape "

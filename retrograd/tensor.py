@@ -258,11 +258,11 @@ class Tensor:
     def _mark_modified(self) -> None:
         """Record an in-place write to this tensor's memory, so a graph that saved the old values
         refuses to backward instead of returning a wrong gradient."""
-        WRITE_CLOCK[0] += 1
+        now = WRITE_CLOCK[0] = WRITE_CLOCK[0] + 1
         if self._version is None:
-            self._version = [WRITE_CLOCK[0]]
+            self._version = [now]
         else:
-            self._version[0] = WRITE_CLOCK[0]
+            self._version[0] = now
 
     # -- arithmetic ---------------------------------------------------------------------------------
     def __add__(self, other): return Add.apply(self, other)
@@ -386,10 +386,14 @@ class Tensor:
 
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, **aliases):
+        if dim is None and not keepdim and not aliases:
+            return Sum.apply(self)       # a loss's total: the op's defaults, no options to pass
         dim, keepdim = _reduce_args(dim, keepdim, aliases)
         return Sum.apply(self, dim=dim, keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False, **aliases):
+        if dim is None and not keepdim and not aliases:
+            return Mean.apply(self)
         dim, keepdim = _reduce_args(dim, keepdim, aliases)
         return Mean.apply(self, dim=dim, keepdim=keepdim)
 

@@ -54,20 +54,30 @@ def _broadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ndarray(shape, grad.dtype, grad, 0, strides)
 
 
+_SMALL = 4096      # elements: below this, a gradient spread by a full reduction is filled in
+
+
 def _spread(grad: np.ndarray, shape: tuple, dim, keepdim: bool) -> np.ndarray:
     """A reduction's gradient spread back over its input's shape (the adjoint of summing is
     copying): every element that went into an output gets that output's gradient."""
-    if grad.size == 1:    # one value for every element (a full reduction): all strides 0
-        return np.ndarray(shape, grad.dtype, grad, 0, (0,) * len(shape))
+    if grad.size == 1:    # one value for every element (a full reduction)
+        if math.prod(shape) <= _SMALL:
+            # filled in: NumPy's next op on it then takes its fast path for contiguous operands,
+            # which saves more than the fill costs (a stride-0 operand costs ~0.5 us per ufunc)
+            out = np.empty(shape, grad.dtype)
+            out.fill(grad.item())
+            return out
+        return np.ndarray(shape, grad.dtype, grad, 0, (0,) * len(shape))   # all strides 0
     return _broadcast(_keep(grad, shape, dim, keepdim), shape)
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False):
-        dim = _numpy_dim(dim, x.ndim)
+        if x.ndim == 0:
+            dim = _numpy_dim(dim, 0)
         ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
-        return x.sum(axis=dim, keepdims=keepdim)
+        return np.add.reduce(x, dim, keepdims=keepdim)   # ndarray.sum, minus its Python wrapper
 
     @staticmethod
     def backward(ctx, grad):
