@@ -38,16 +38,18 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.data.ndim == 0 or x.data.shape[-1] != self.in_features:
+        data, weight, bias = x.data, self.weight, self.bias
+        if data.ndim == 0 or data.shape[-1] != self.in_features:
             raise ValueError(f"{self!r}: expected input with last dimension {self.in_features}, "
                              f"got shape {tuple(x.shape)}")
-        if x.data.dtype != self.weight.data.dtype:  # no silent upcast of the whole network
-            raise TypeError(f"{self!r}: input dtype {x.data.dtype} and weight dtype "
-                            f"{self.weight.data.dtype} differ; convert one of them (x.float() or "
+        if data.dtype is not weight.data.dtype and data.dtype != weight.data.dtype:
+            # no silent upcast of the whole network
+            raise TypeError(f"{self!r}: input dtype {data.dtype} and weight dtype "
+                            f"{weight.data.dtype} differ; convert one of them (x.float() or "
                             "model.double()), as PyTorch requires")
-        if self.bias is None:
-            return _LinearOp.apply(x, self.weight)
-        return _LinearOp.apply(x, self.weight, self.bias)
+        if bias is None:
+            return _LinearOp.apply(x, weight)
+        return _LinearOp.apply(x, weight, bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
