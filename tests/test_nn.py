@@ -708,6 +708,22 @@ def test_embedding_init_and_padding_row():
     assert e.padding_idx == 3 and nn.Embedding(5, 2, padding_idx=-2).padding_idx == 3
 
 
+@pytest.mark.parametrize("vocab, padding_idx", [(1000, None), (64, 5)])
+def test_embedding_gradient_of_repeated_ids_matches_torch(vocab, padding_idx):
+    # big enough for the bincount path of the backward (16 x 64 ids of dimension 32)
+    g = np.random.default_rng(0)
+    ids = g.integers(0, vocab, (16, 64))
+    weight = g.standard_normal((vocab, 32)).astype(np.float32)
+    upstream = g.standard_normal((16, 64, 32)).astype(np.float32)
+    e = nn.Embedding(vocab, 32, padding_idx=padding_idx)
+    e.weight.data[...] = weight
+    (e(rg.tensor(ids)) * rg.tensor(upstream)).sum().backward()
+    tw = torch.tensor(weight, requires_grad=True)
+    (torch.nn.functional.embedding(torch.tensor(ids), tw, padding_idx=padding_idx)
+     * torch.tensor(upstream)).sum().backward()
+    np.testing.assert_allclose(e.weight.grad.data, tw.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_embedding_empty_ids():
     e = nn.Embedding(5, 3)
     out = e(rg.tensor(np.zeros((2, 0), dtype=np.int64)))
