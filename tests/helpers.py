@@ -107,3 +107,44 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str,
     scale = max(1.0, float(finite.max(initial=0.0)))
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, equal_nan=False,
                                err_msg=what)
+
+
+# -- crashes injected into an atomic write ---------------------------------------------------------
+
+ATOMIC_WRITE_STAGES = ("mkstemp", "write", "fsync", "chmod", "replace", "fsync_dir")
+
+
+def crash_atomic_write_at(monkeypatch, stage: str) -> None:
+    """Make the next atomic write fail at `stage` with OSError("simulated crash at <stage>"); at
+    "write" part of the bytes reach the temporary file first, as when a disk fills up."""
+    import os
+    import sys
+
+    def crash(*args, **kwargs):
+        raise OSError(f"simulated crash at {stage}")
+
+    atomic = sys.modules["retrograd.io.atomic"]
+    if stage == "mkstemp":
+        monkeypatch.setattr(atomic.tempfile, "mkstemp", crash)
+    elif stage == "write":
+        real_fdopen = os.fdopen
+
+        class PartialFile:
+            def __init__(self, f):
+                self.f = f
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, data):
+                self.f.write(data[:len(data) // 3])
+                crash()
+
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: PartialFile(real_fdopen(*a, **k)))
+    elif stage == "fsync_dir":
+        monkeypatch.setattr(atomic, "_fsync_directory", crash)
+    else:
+        monkeypatch.setattr(os, stage, crash)

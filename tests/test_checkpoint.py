@@ -22,6 +22,8 @@ from retrograd.demos import digits
 from retrograd.train import Callback, CSVLogger, EarlyStopping, fit
 from retrograd.train import checkpoint as checkpoint_module
 
+from helpers import ATOMIC_WRITE_STAGES, crash_atomic_write_at
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The run, as source: the SIGKILL test executes the same code in a child process.
@@ -250,40 +252,13 @@ def test_kill_mid_write_repeatedly_leaves_old_or_new(tmp_path):
             leftover.unlink()
 
 
-@pytest.mark.parametrize("stage", ["mkstemp", "write", "fsync", "chmod", "replace", "fsync_dir"])
+@pytest.mark.parametrize("stage", ATOMIC_WRITE_STAGES)
 def test_a_failure_at_each_stage_of_a_checkpoint_write(tmp_path, monkeypatch, stage):
     path = tmp_path / "ckpt.safetensors"
     run(1, checkpoint=path)
     before = path.read_bytes()
 
-    def crash(*args, **kwargs):
-        raise OSError(f"simulated crash at {stage}")
-
-    atomic = sys.modules["retrograd.io.atomic"]
-    if stage == "mkstemp":
-        monkeypatch.setattr(atomic.tempfile, "mkstemp", crash)
-    elif stage == "write":
-        real = os.fdopen
-
-        class Half:
-            def __init__(self, f):
-                self.f = f
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.f.close()
-
-            def write(self, data):
-                self.f.write(data[:len(data) // 3])
-                raise OSError("simulated crash at write")
-
-        monkeypatch.setattr(os, "fdopen", lambda *a, **k: Half(real(*a, **k)))
-    elif stage == "fsync_dir":
-        monkeypatch.setattr(atomic, "_fsync_directory", crash)
-    else:
-        monkeypatch.setattr(os, stage, crash)
+    crash_atomic_write_at(monkeypatch, stage)
     with pytest.raises(OSError, match="simulated crash"):
         run(2, checkpoint=path)
     monkeypatch.undo()

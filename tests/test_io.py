@@ -13,6 +13,8 @@ import torch
 import retrograd as rg
 from retrograd import io, nn
 
+from helpers import ATOMIC_WRITE_STAGES, crash_atomic_write_at
+
 
 def arrays() -> dict[str, np.ndarray]:
     g = np.random.default_rng(0)
@@ -202,40 +204,20 @@ def test_atomic_write_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o666 & ~umask
 
 
-@pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
+@pytest.mark.parametrize("failing", ATOMIC_WRITE_STAGES)
 def test_a_crash_mid_save_leaves_the_previous_file_intact(tmp_path, monkeypatch, failing):
     path = tmp_path / "ckpt.safetensors"
     io.save({"w": np.zeros(1000, dtype=np.float32)}, path, metadata={"epoch": 1})
     before = path.read_bytes()
 
-    def crash(*args, **kwargs):
-        raise OSError("simulated crash")
-
-    if failing == "write":
-        # the write dies half-way: half the bytes reach the temporary file, then an error
-        real_fdopen = os.fdopen
-
-        class HalfFile:
-            def __init__(self, f):
-                self.f = f
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.f.close()
-
-            def write(self, data):
-                self.f.write(data[:len(data) // 2])
-                raise OSError("simulated crash: disk full")
-
-        monkeypatch.setattr(os, "fdopen", lambda *a, **k: HalfFile(real_fdopen(*a, **k)))
-    else:
-        monkeypatch.setattr(os, failing, crash)
+    crash_atomic_write_at(monkeypatch, failing)
     with pytest.raises(OSError, match="simulated crash"):
         io.save({"w": np.ones(1000, dtype=np.float32)}, path, metadata={"epoch": 2})
     monkeypatch.undo()
-    assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["ckpt.safetensors"]  # the temporary file was removed
+    if failing == "fsync_dir":      # the rename happened: the new file, whole
+        np.testing.assert_array_equal(io.load(path)["w"].numpy(), np.ones(1000, np.float32))
+        return
+    assert path.read_bytes() == before
     np.testing.assert_array_equal(io.load(path)["w"].numpy(), np.zeros(1000, dtype=np.float32))
     assert io.load_metadata(path) == {"epoch": "1"}
