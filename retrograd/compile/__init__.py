@@ -28,6 +28,7 @@ detected while recording: the step then stays eager for that signature, with one
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import warnings
 from collections import OrderedDict
@@ -53,20 +54,44 @@ class CompileWarning(UserWarning):
 class _Entry:
     """One input signature: recorded once, verified by a second recording, then replayed."""
 
-    __slots__ = ("guards", "tape", "replay", "source", "eager")
+    __slots__ = ("_guards", "matches", "tape", "replay", "source", "eager")
 
     def __init__(self):
-        self.guards: tuple = ()
+        self.guards = ()
         self.tape: Tape | None = None
         self.replay: Callable | None = None
         self.source = ""
         self.eager = False
 
-    def matches(self) -> bool:
-        for obj, state_of, state in self.guards:
-            if state_of(obj) != state:
-                return False
-        return True
+    @property
+    def guards(self) -> tuple:
+        return self._guards
+
+    @guards.setter
+    def guards(self, guards: tuple) -> None:
+        """Set the checks and `matches()`, which evaluates them all as one generated expression:
+        it runs before every replay, and a call per check costs more than the XOR step's maths."""
+        self._guards = guards
+        self.matches = _guard_expression(guards)
+
+
+def _guard_expression(guards: tuple) -> Callable[[], bool]:
+    """A function returning whether every (object, state function, recorded state) still holds."""
+    from .tape import _module_state, _requires_grad
+    names: dict[str, Any] = {}
+    terms = []
+    for i, (obj, state_of, state) in enumerate(guards):
+        names[f"o{i}"], names[f"s{i}"], names[f"f{i}"] = obj, state, state_of
+        if state_of is _module_state and state[1] == 0:     # the common case, spelled out
+            terms.append(f"o{i}.training == s{i}[0] and not o{i}._forward_pre_hooks "
+                         f"and not o{i}._forward_hooks")
+        elif state_of is _requires_grad:
+            terms.append(f"o{i}.requires_grad == s{i}")
+        else:
+            terms.append(f"f{i}(o{i}) == s{i}")
+    source = f"def matches():\n    return {' and '.join(terms) or 'True'}\n"
+    exec(builtins.compile(source, "<rg.compile guards>", "exec"), names)   # not rg.compile
+    return names["matches"]
 
 
 class CompiledFunction:
