@@ -37,6 +37,9 @@ class SGD(Optimizer):
         lr, momentum = float(group["lr"]), float(group["momentum"])
         dampening, weight_decay = float(group["dampening"]), float(group["weight_decay"])
         nesterov, maximize = group["nesterov"], group["maximize"]
+        if not (momentum or weight_decay or maximize):
+            self._plain_step(group["params"], lr)
+            return
         dtype = None
         for x, g, state in self._grads(group):
             if x.dtype is not dtype:
@@ -56,6 +59,21 @@ class SGD(Optimizer):
                     b += g if dampening == 0 else (1 - dampening) * g
                 g = g + momentum * b if nesterov else b
             _subtract_scaled(x, lr_x, g)
+
+    @staticmethod
+    def _plain_step(params: list, lr: float) -> None:
+        """x ← x − lr·g alone: the same arithmetic as the general path, with none of its per-
+        parameter bookkeeping (on a small network that bookkeeping is most of the step)."""
+        dtype = None
+        for p in params:
+            grad = p.grad
+            if grad is None:
+                continue
+            p._mark_modified()          # as _grads does: graphs that saved p refuse backward
+            x = p.data
+            if x.dtype is not dtype:
+                dtype, lr_x = x.dtype, np.array(lr, x.dtype)
+            _subtract_scaled(x, lr_x, grad.data)
 
 
 _BLOCK = 1 << 15   # elements: 128 KB of float32, a scratch that stays in cache
