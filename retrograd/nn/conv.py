@@ -80,7 +80,21 @@ class _ConvNd(Module):
         return s
 
 
-class Conv1d(_ConvNd):
+class _Conv(_ConvNd):
+    """Conv1d and Conv2d: PyTorch's signature (no output_padding), the forward by `dims`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return convolution(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                           self.groups, dims=self.dims, name=self)
+
+
+class Conv1d(_Conv):
     """1-D convolution over (N, C_in, L) or unbatched (C_in, L) -> (N, C_out, L_out).
 
     weight: (out_channels, in_channels / groups, kernel_size), bias: (out_channels,), initialised
@@ -93,18 +107,8 @@ class Conv1d(_ConvNd):
 
     dims = 1
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, padding_mode, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return convolution(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                           self.groups, dims=1, name=self)
-
-
-class Conv2d(_ConvNd):
+class Conv2d(_Conv):
     """2-D convolution over (N, C_in, H, W) or unbatched (C_in, H, W) -> (N, C_out, OH, OW),
     OH = (H + 2 padding - dilation (kh - 1) - 1) // stride + 1.
 
@@ -117,15 +121,7 @@ class Conv2d(_ConvNd):
     (8, 16, 32, 32)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, padding_mode, dtype=dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return convolution(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                           self.groups, dims=2, name=self)
+    dims = 2
 
 
 class ConvTranspose2d(_ConvNd):
