@@ -368,26 +368,17 @@ def _pads(n: Node, dims: int, key: str) -> list:
     return [int(a) for a, _ in pairs] + [int(b) for _, b in pairs]
 
 
-@converter("Conv")
+@converter("Conv", "ConvTranspose")
 def _conv(n: Node) -> str:
-    dims = n.kwargs["dims"]
+    """Conv and ConvTranspose share ONNX's attributes; the transpose adds output_padding."""
+    dims, op = n.kwargs["dims"], n.name
     x, wrap = _batched(n, dims)
     bias = n.value(2) if n.arg(2) is not None else None
-    y = n.emit("Conv", [x, n.value(1), bias], strides=_spatial(n, dims, "stride"),
+    extra = {"output_padding": _spatial(n, dims, "output_padding")} if op == "ConvTranspose" \
+        else {}
+    y = n.emit(op, [x, n.value(1), bias], strides=_spatial(n, dims, "stride"),
                pads=_pads(n, dims, "padding"), dilations=_spatial(n, dims, "dilation"),
-               group=int(n.kwargs["groups"]), kernel_shape=list(n.shape(1)[2:]))
-    return wrap(y)
-
-
-@converter("ConvTranspose")
-def _conv_transpose(n: Node) -> str:
-    dims = n.kwargs["dims"]
-    x, wrap = _batched(n, dims)
-    bias = n.value(2) if n.arg(2) is not None else None
-    y = n.emit("ConvTranspose", [x, n.value(1), bias], strides=_spatial(n, dims, "stride"),
-               pads=_pads(n, dims, "padding"), dilations=_spatial(n, dims, "dilation"),
-               output_padding=_spatial(n, dims, "output_padding"),
-               group=int(n.kwargs["groups"]), kernel_shape=list(n.shape(1)[2:]))
+               group=int(n.kwargs["groups"]), kernel_shape=list(n.shape(1)[2:]), **extra)
     return wrap(y)
 
 
