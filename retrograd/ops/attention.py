@@ -22,6 +22,7 @@ import numpy as np
 from ..autograd import Function, array_function
 from ..random import rng
 from ..tensor import Tensor
+from .shape import broadcasts_to
 
 _CAUSAL: dict = {}
 
@@ -311,11 +312,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
             raise ValueError("scaled_dot_product_attention: pass either attn_mask or "
                              "is_causal=True, not both (combine them into one mask)")
         m = _array(attn_mask)
-        try:
-            fits = np.broadcast_shapes(m.shape, weights_shape) == weights_shape
-        except ValueError:
-            fits = False
-        if not fits:
+        if not broadcasts_to(m.shape, weights_shape):
             raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does "
                              f"not broadcast to the attention weights' shape {weights_shape} "
                              "(..., L, S)")

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..autograd import Function, array_function
 from ..tensor import Tensor
+from .shape import broadcasts_to
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -53,11 +54,7 @@ def _constant(name: str, what: str, w: Any, shape: tuple, dtype: np.dtype) -> np
     if w is None:
         return None
     w = np.asarray(w.data if isinstance(w, Tensor) else w, dtype=dtype)
-    try:
-        ok = np.broadcast_shapes(w.shape, shape) == shape
-    except ValueError:
-        ok = False
-    if not ok:
+    if not broadcasts_to(w.shape, shape):
         raise ValueError(f"{name}: {what} of shape {w.shape} does not broadcast to the input's "
                          f"shape {shape}")
     return w

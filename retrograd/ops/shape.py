@@ -10,6 +10,14 @@ import numpy as np
 from ..autograd import Function
 
 
+def broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether an array of `shape` broadcasts to exactly `target` (not to something larger)."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 def _resolve_shape(shape: tuple, size: int, op: str, in_shape: tuple) -> tuple:
     shape = tuple(int(s) for s in shape)
     if shape.count(-1) > 1:
