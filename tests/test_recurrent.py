@@ -293,6 +293,21 @@ def test_thousand_steps_match_torch_with_a_graph_independent_of_length(name):
         assert_close(dict(r.named_parameters())[n].grad.data, p.grad.numpy(), f"gradient of {n}")
 
 
+@pytest.mark.parametrize("blocked", [False, True], ids=["whole_gemm", "row_blocks"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_step_gemm_in_row_blocks_matches_torch(monkeypatch, blocked, bidirectional):
+    """At a size where each step's GEMM can run as row blocks (OpenBLAS's small-matrix kernels),
+    both ways give torch's values, whichever one this machine's BLAS would pick."""
+    from retrograd.ops import recurrent as ops
+    monkeypatch.setattr(ops, "_blas_multiplies_small_directly", lambda: blocked)
+    assert (len(ops._gemm_blocks(4 * 64, 64 + 16 + 1, 64, np.float32)) > 1) == blocked
+    t, r = pair("LSTM", 16, 64, bidirectional=bidirectional)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 64, 16)).astype(np.float32)
+    states = [rng.standard_normal((2 if bidirectional else 1, 64, 64)) for _ in range(2)]
+    compare(t, r, x, states, f"LSTM(16, 64), batch 64, {'blocked' if blocked else 'whole'}")
+
+
 def test_truncated_bptt_detaching_the_carried_state_matches_torch():
     t, r = pair("LSTM", 3, 5, batch_first=True)
     x = np.random.default_rng(0).standard_normal((2, 12, 3)).astype(np.float32)

@@ -15,6 +15,7 @@ is a single step: what the RNNCell/LSTMCell/GRUCell layers use.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -23,13 +24,45 @@ from ..autograd import Function
 
 # sigmoid(a) = (1 + tanh(a / 2)) / 2: no overflow warning for large |a|, and one tanh call activates
 # all of a step's gates. Pre-activations of sigmoid gates are halved (their weight rows scaled once
-# per call), and tanh's result mapped back by t / 2 + 1/2 on the sigmoid gates' blocks (two
-# in-place scalar ops per block: half the time of one broadcast scale-and-shift over all four).
-_LSTM_SCALE = np.array([0.5, 0.5, 1.0, 0.5])      # i, f, g, o
+# per call), and tanh's result mapped back by t / 2 + 1/2 on the sigmoid gates' blocks.
+_LSTM_SCALE = (0.5, 0.5, 1.0, 0.5)      # i, f, g, o
 
 # Inside the time loop arrays are feature-major, (features, batch): a step's gates are one GEMM
 # W_hh @ h of shape (G*H, B), each gate a contiguous (H, B) block, and for a small batch this GEMM
 # runs 10-25% faster in OpenBLAS than h @ W_hh^T. Inputs and outputs stay (T, B, features).
+
+# OpenBLAS's AVX-512 targets multiply small float32 matrices without packing them first ("direct"
+# and small-matrix kernels, taken below about 100^3 multiply-adds). A step's GEMM is a few times
+# that, so the LSTM's is run as row blocks under it: for H = 128, B = 32, in = 64 its
+# (512 x 193) @ (193 x 32) went from 52 to 34-41 us (measured; its backward GEMM, W_hh^T read
+# transposed, gained less than a contiguous copy of W_hh^T costs). Other targets ("Haswell" AVX2)
+# have no such kernels and are ~7% slower split, so there the GEMM stays whole. Row blocks change
+# no value's formula, but a different kernel may round differently: the choice is made once per
+# process, not per call.
+_SMALL_GEMM_MACS = 1_000_000
+_SMALL_GEMM_CORES = {"SkylakeX", "Cooperlake", "SapphireRapids"}
+
+
+@functools.cache
+def _blas_multiplies_small_directly() -> bool:
+    """Whether NumPy's BLAS is an OpenBLAS running one of its AVX-512 targets."""
+    try:
+        from threadpoolctl import threadpool_info
+        libs = threadpool_info()
+    except Exception:            # noqa: BLE001 - unknown BLAS: keep whole GEMMs
+        return False
+    return any(lib.get("internal_api") == "openblas" and "numpy" in lib.get("filepath", "")
+               and lib.get("architecture") in _SMALL_GEMM_CORES for lib in libs)
+
+
+def _gemm_blocks(rows: int, k: int, b: int, dtype) -> list[slice]:
+    """Row blocks for a per-step (rows x k) @ (k x b) GEMM: one block unless smaller ones run on
+    OpenBLAS's unpacked float32 kernels (see above)."""
+    if dtype != np.float32 or rows * k * b <= _SMALL_GEMM_MACS \
+            or not _blas_multiplies_small_directly():
+        return [slice(0, rows)]
+    size = -(-rows // -(-rows * k * b // _SMALL_GEMM_MACS))
+    return [slice(start, start + size) for start in range(0, rows, size)]
 
 
 # -- recycled work arrays -------------------------------------------------------------------------
@@ -247,7 +280,16 @@ class LSTMLayer(Function):
     h W_hh^T + b_hh; c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
 
     Returns every h_t and the last c stacked, (T + 1, B, H): [h_1 .. h_T, c_T] in time order
-    ((2, B, H) = [h, c] for a single 2-D step)."""
+    ((2, B, H) = [h, c] for a single 2-D step).
+
+    Arrays are indexed by step s in the order the steps run (time T-1-s for `reverse`), so one
+    loop serves both directions. Step s reads column block z[s] = [h; x; 1] (K = H + in + 1 rows,
+    B columns, contiguous) and writes its h into z[s + 1]; its gates go to p[s] = [i, f, o, g,
+    c_{s-1}] (the sigmoid gates first, so one scale-and-shift maps all three; c_{s-1} after g, so
+    i*g and f*c_{s-1} are one multiply of p[s, :2] by p[s, 3:]), and its cell state to p[s+1, 4].
+    """
+
+    _ORDER = (0, 1, 3, 2)          # PyTorch's gate blocks (i, f, g, o) in the step's order i, f, o, g
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False):
@@ -257,105 +299,109 @@ class LSTMLayer(Function):
         T, B, n_in = seq.shape
         H = w_hh.shape[1]
         dtype = seq.dtype
-        x2d = seq.reshape(T * B, n_in)
-        rows = np.repeat(_LSTM_SCALE, H).astype(dtype)[:, None]
-        tmp, saved = _Arena(), _Arena()
-        # One GEMM per step makes all four gates from the state, the input and the bias:
-        # [W_hh | W_ih | b] (sigmoid rows halved) times the column [h_{t-1}; x_t; 1], K = H+in+1.
-        # Without the separate input projection and its add per step: ~5% faster forward.
         k = H + n_in + 1
-        w = tmp.empty((4 * H, k), dtype)
-        np.multiply(w_hh, rows, out=w[:, :H])
-        np.multiply(w_ih, rows, out=w[:, H:-1])
+        tmp, saved = _Arena(), _Arena()
+        # [W_hh | W_ih | b] in the step's gate order, sigmoid rows halved (see _LSTM_SCALE): one
+        # GEMM with [h_{t-1}; x_t; 1] makes all four gates, without a separate input projection.
+        w = tmp.empty((4, H, k), dtype)
         bias = _bias(b_ih, b_hh)
-        if bias is None:
-            w[:, -1] = 0
-        else:
-            np.multiply(bias, rows[:, 0], out=w[:, -1])
-        # what step t reads, h_{t-1}; x_t; 1, in column block t of a (K, T*B) matrix: a (K, B)
-        # block with row stride T*B, which BLAS reads as is, and backward's GEMM needs no copy
-        z = saved.empty((k, T, B), dtype)
-        z[H:-1] = seq.transpose(2, 0, 1)
-        z[-1] = 1
-        z[:H, T - 1 if reverse else 0] = h0.T
-        acts = saved.empty((T, 4, H, B), dtype)  # i, f, g, o after their activations
-        cs = saved.empty((T, H, B), dtype)
-        tcs = saved.empty((T, H, B), dtype)      # tanh(c_t)
-        hs = tmp.empty((T, H, B), dtype)
-        ig = tmp.empty((H, B), dtype)            # i * g
-        c = c0.T
-        step = -1 if reverse else 1
-        for t in _steps(T, reverse):
-            a = acts[t]
-            np.matmul(w, z[:, t], out=a.reshape(4 * H, B))
-            np.tanh(a, out=a)
-            for s in (a[:2], a[3]):              # i and f, o
-                s *= 0.5
-                s += 0.5
-            c_new = np.multiply(a[1], c, out=cs[t])
-            c_new += np.multiply(a[0], a[2], out=ig)
-            np.tanh(c_new, out=tcs[t])
-            h = np.multiply(a[3], tcs[t], out=hs[t])
-            if 0 <= t + step < T:
-                z[:H, t + step] = h
-            c = c_new
+        for dst, src in zip(w, LSTMLayer._ORDER):
+            rows, scale = slice(src * H, (src + 1) * H), _LSTM_SCALE[src]
+            np.multiply(w_hh[rows], scale, out=dst[:, :H])
+            np.multiply(w_ih[rows], scale, out=dst[:, H:-1])
+            if bias is None:
+                dst[:, -1] = 0
+            else:
+                np.multiply(bias[rows], scale, out=dst[:, -1])
+        w = w.reshape(4 * H, k)
+        z = saved.empty((T + 1, k, B), dtype)
+        z[:T, H:-1] = (seq[::-1] if reverse else seq).transpose(0, 2, 1)
+        z[:, -1] = 1
+        z[0, :H] = h0.T
+        p = saved.empty((T + 1, 5, H, B), dtype)
+        p[0, 4] = c0.T
+        tcs = saved.empty((T, H, B), dtype)     # tanh(c) of each step
+        products = saved.empty((T, 2, H, B), dtype)     # i * g, f * c_{s-1}
+        blocks = _gemm_blocks(4 * H, k, B, dtype)
+        for s in range(T):
+            a, zs = p[s], z[s]
+            gates = a[:4].reshape(4 * H, B)
+            for rows in blocks:
+                np.matmul(w[rows], zs, out=gates[rows])
+            np.tanh(gates, out=gates)
+            sigmoid = a[:3]
+            sigmoid *= 0.5
+            sigmoid += 0.5
+            ig_fc = np.multiply(a[:2], a[3:], out=products[s])
+            c = np.add(ig_fc[0], ig_fc[1], out=p[s + 1, 4])
+            np.tanh(c, out=tcs[s])
+            np.multiply(a[2], tcs[s], out=z[s + 1, :H])
         out = np.empty((T + 1, B, H), dtype)     # h_1 .. h_T, then c_T
-        out[:T] = hs.transpose(0, 2, 1)
-        out[T] = c.T
+        hs = z[1:, :H]
+        out[:T] = (hs[::-1] if reverse else hs).transpose(0, 2, 1)
+        out[T] = p[T, 4].T
         tmp.release()
         if any(ctx.needs_input_grad):
-            _save(ctx, x, x2d, h0, w_ih, w_hh, reverse, out, saved, c0)
-            ctx.c0, ctx.acts, ctx.cs, ctx.tcs, ctx.z = c0, acts, cs, tcs, z
+            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, out)   # in-place writes are caught
+            ctx.x_shape, ctx.w_ih, ctx.w_hh, ctx.reverse = x.shape, w_ih, w_hh, reverse
+            ctx.z, ctx.p, ctx.tcs, ctx.products, ctx.arena = z, p, tcs, products, saved
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        acts, cs, tcs, w_t = ctx.acts, ctx.cs, ctx.tcs, ctx.w_hh.T
-        T, _, H, B = acts.shape
-        dtype = acts.dtype
+        z, p, tcs = ctx.z, ctx.p, ctx.tcs
+        T, H, B = tcs.shape
+        dtype = tcs.dtype
         tmp = _Arena()
         g_out = _grad_in(tmp, grad, T, B, H)
-        i, f, g, o = acts[:, 0], acts[:, 1], acts[:, 2], acts[:, 3]
-        # Everything but the recurrence, for all steps at once: how dh_t and dc_t reach the
-        # pre-activations and the cell state.
-        dc_from_h = tmp.empty((T, H, B), dtype)                   # dc_t / dh_t = o (1 - tanh^2 c)
-        np.multiply(tcs, tcs, out=dc_from_h)
-        np.subtract(1, dc_from_h, out=dc_from_h)
-        dc_from_h *= o
-        do_from_h = tmp.empty((T, H, B), dtype)                   # d(o pre-act) / dh_t
-        np.subtract(1, o, out=do_from_h)
-        do_from_h *= o
-        do_from_h *= tcs
-        from_c = tmp.empty((T, 3, H, B), dtype)                   # d(i, f, g pre-acts) / dc_t
-        di, df, dg = from_c[:, 0], from_c[:, 1], from_c[:, 2]
-        np.subtract(1, i, out=di)                                 # i (1 - i) g
-        di *= i
-        di *= g
-        np.subtract(1, f, out=df)                                 # f (1 - f) c_{t-1}
-        df *= f
-        df *= _prev_states(tmp, cs, ctx.c0, ctx.reverse)
-        np.multiply(g, g, out=dg)                                 # (1 - g^2) i
-        np.subtract(1, dg, out=dg)
-        dg *= i
-        dgates = tmp.empty(acts.shape, dtype)
-        scratch = tmp.empty((H, B), dtype)
+        if ctx.reverse:
+            g_out = g_out[::-1]
+        act, hs, ig_fc = p[:T], z[1:, :H], ctx.products
+        i, f, o, g = act[:, 0], act[:, 1], act[:, 2], act[:, 3]
+        # Everything but the recurrence, for all steps at once: how dh and dc of a step reach its
+        # pre-activations and its cell state, from what forward kept (h = o tanh c, i g, f c_{s-1}).
+        from_h = tmp.empty((T, 2, H, B), dtype)       # d(o pre-act) and dc per unit dh
+        np.subtract(1, o, out=from_h[:, 0])           # o (1 - o) tanh c = (1 - o) h
+        from_h[:, 0] *= hs
+        np.multiply(hs, tcs, out=from_h[:, 1])        # o (1 - tanh^2 c) = o - h tanh c
+        np.subtract(o, from_h[:, 1], out=from_h[:, 1])
+        from_c = tmp.empty((T, 3, H, B), dtype)       # d(i, f, g pre-acts) per unit dc
+        np.subtract(1, act[:, :2], out=from_c[:, :2])  # i (1 - i) g = (1 - i) i g, and
+        from_c[:, :2] *= ig_fc                        # f (1 - f) c_{s-1} = (1 - f) f c_{s-1}
+        np.multiply(ig_fc[:, 0], g, out=from_c[:, 2])  # (1 - g^2) i = i - i g g
+        np.subtract(i, from_c[:, 2], out=from_c[:, 2])
+        # d[s] = gradients of step s's pre-activations in PyTorch's gate order i, f, g, o, then
+        # scratch; the GEMM back to h reads d[s, :4] with W_hh^T as it is
+        d = tmp.empty((T, 5, H, B), dtype)
+        w_t = ctx.w_hh.T
         dh = np.zeros((H, B), dtype)
         dc = grad[T].T.copy()
-        for t in _steps(T, not ctx.reverse):
-            dh_t = g_out[t]
-            dh_t += dh
-            dc += np.multiply(dh_t, dc_from_h[t], out=scratch)
-            np.multiply(dc, from_c[t], out=dgates[t, :3])
-            np.multiply(dh_t, do_from_h[t], out=dgates[t, 3])
-            dc *= f[t]
-            dh = w_t @ dgates[t].reshape(4 * H, B)
+        for s in range(T - 1, -1, -1):
+            ds = d[s]
+            np.add(g_out[s], dh, out=dh)
+            np.multiply(dh, from_h[s], out=ds[3:])              # d(o pre-act), dc from dh
+            dc += ds[4]
+            np.multiply(dc, from_c[s], out=ds[:3])
+            dc *= f[s]
+            np.matmul(w_t, ds[:4].reshape(4 * H, B), out=dh)
         needs = ctx.needs_input_grad
-        gates = _feature_major(tmp, dgates)                          # (4H, T*B)
-        dx = (gates.T @ ctx.w_ih).reshape(ctx.x_shape) if needs[0] else None
+        # the whole-sequence GEMMs read (4H, T*B) gradients: one copy (kept contiguous per step
+        # above, as elementwise ops on (H, B) blocks strided by T*B take twice as long)
+        gates = tmp.empty((4 * H, T, B), dtype)
+        gates[...] = d[:, :4].reshape(T, 4 * H, B).transpose(1, 0, 2)
+        gates = gates.reshape(4 * H, T * B)
+        dx = None
+        if needs[0]:
+            dx = (gates.T @ ctx.w_ih).reshape(T, B, -1)
+            dx = (dx[::-1].copy() if ctx.reverse else dx).reshape(ctx.x_shape)
         dw_ih = dw_hh = db_ih = db_hh = None
         if any(needs[3:]):
-            # the forward GEMM's adjoint: [dW_hh | dW_ih | db] in one GEMM over the sequence
-            dw = gates @ ctx.z.reshape(len(ctx.z), -1).T
+            # the forward GEMM's adjoint: [dW_hh | dW_ih | db] in one GEMM over the sequence, with
+            # each step's [h; x; 1] as rows (T*B, K): copied, as OpenBLAS multiplies that layout
+            # faster than z's blocks transposed by more than the copy costs
+            inputs = tmp.empty((T, B, z.shape[1]), dtype)
+            inputs[...] = z[:T].transpose(0, 2, 1)
+            dw = gates @ inputs.reshape(T * B, -1)
             dw_hh = dw[:, :H].copy() if needs[4] else None
             dw_ih = dw[:, H:-1].copy() if needs[3] else None
             db_ih = dw[:, -1].copy() if needs[5] else None
