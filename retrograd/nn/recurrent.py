@@ -47,7 +47,7 @@ def _check_sizes(input_size: Any, hidden_size: Any) -> None:
 
 def _check_dtype(layer: Module, x: Tensor, weight: Parameter) -> None:
     if x.dtype != weight.dtype:
-        raise ValueError(f"{layer!r}: input dtype {dtypes.name(x.dtype)} does not match weight "
+        raise TypeError(f"{layer!r}: input dtype {dtypes.name(x.dtype)} does not match weight "
                          f"dtype {dtypes.name(weight.dtype)}; convert the input "
                          f"(x.to(rg.{dtypes.name(weight.dtype)})) or the model "
                          f"(model.to(rg.{dtypes.name(x.dtype)}))")
