@@ -1,12 +1,14 @@
-"""`rg.compile` against eager retrograd, PyTorch eager and torch.compile, on bench/workloads.py.
+"""`rg.compile` vs eager retrograd, PyTorch eager, torch.compile and JAX-jit on bench/workloads.py.
 
 Each workload's training step (zero_grad, loss, backward, optimizer step) is timed four ways in
-one process, interleaved in rounds (a noisy neighbour hits every variant alike); the report gives
-the median over rounds of the per-round median ms/step, and the ratio compiled / PyTorch eager
-as the median of per-round ratios. Peak memory of one step: tracemalloc's peak for ours (NumPy
-reports its allocations to tracemalloc), and for PyTorch the peak of the CPU allocator's
-profiler (`torch.profiler` with profile_memory: the running sum of its allocation and free
-events, in time order) over one step, both after warm-up.
+one process, five where JAX is installed (the same step written in JAX under one jax.jit, from
+bench/jax_steps.py; "n/a" without it), interleaved in rounds (a noisy neighbour hits every
+variant alike); the report gives the median over rounds of the per-round median ms/step, and the
+ratios compiled / PyTorch eager and JAX-jit / PyTorch eager as medians of per-round ratios.
+Peak memory of one step: tracemalloc's peak for ours (NumPy reports its allocations to
+tracemalloc), and for PyTorch the peak of the CPU allocator's profiler (`torch.profiler` with
+profile_memory: the running sum of its allocation and free events, in time order) over one step,
+both after warm-up; none for JAX. JAX's CPU thread pool is --threads wide, like the others.
 
     python bench/compiled.py                          # xor, mlp, cnn, lstm, transformer; 1 thread
     python bench/compiled.py --only xor,mlp --threads 2 --no-torch-compile
@@ -24,6 +26,19 @@ import warnings
 def _pin_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
+    if n == 1:     # read when jax is imported; jax_steps.pin_threads does the rest
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false").strip()
+
+
+def _jax_steps(threads: int):
+    """bench/jax_steps.py with XLA's CPU pool pinned to `threads`, or None without jax."""
+    try:
+        import jax_steps
+    except ImportError:
+        return None
+    jax_steps.pin_threads(threads)
+    return jax_steps
 
 
 def median_ms(step, repeats: int) -> float:
@@ -75,12 +90,22 @@ def torch_compiled(theirs):
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
 
 
-def run(name: str, rounds: int, use_torch_compile: bool) -> dict:
-    import retrograd as rg
+def _median_ratio(results: dict, key: str) -> float:
+    ratios = sorted(a / b for a, b in zip(results[key], results["torch"]))
+    return ratios[len(ratios) // 2]
+
+
+def run(name: str, rounds: int, use_torch_compile: bool, jax_steps=None) -> dict:
     import workloads
+
+    import retrograd as rg
 
     ours, theirs, meta = workloads.WORKLOADS[name]()
     steps = {"eager": ours, "compiled": rg.compile(ours), "torch": theirs}
+    # before torch.compile's trial steps, so JAX starts from the workload's initial weights
+    jax_step = jax_steps.build(name, meta) if jax_steps else None
+    if jax_step is not None:
+        steps["JAX-jit"] = jax_step
     note = ""
     if use_torch_compile:
         compiled, note = torch_compiled(theirs)
@@ -99,8 +124,9 @@ def run(name: str, rounds: int, use_torch_compile: bool) -> dict:
         for k in (names if r % 2 == 0 else names[::-1]):
             results[k].append(median_ms(steps[k], repeats))
     out = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
-    ratios = sorted(a / b for a, b in zip(results["compiled"], results["torch"]))
-    out["ratio"] = ratios[len(ratios) // 2]
+    out["ratio"] = _median_ratio(results, "compiled")
+    if "JAX-jit" in out:
+        out["jax_ratio"] = _median_ratio(results, "JAX-jit")
     out["mem_ours"] = peak_ours(steps["compiled"])
     out["mem_eager"] = peak_ours(steps["eager"])
     out["mem_torch"] = peak_torch(theirs)
@@ -108,38 +134,46 @@ def run(name: str, rounds: int, use_torch_compile: bool) -> dict:
     return out
 
 
+def _ms(row: dict, variant: str) -> str:
+    return f"{row[variant]:.3f}" if variant in row else "n/a"
+
+
 def table(rows: list) -> str:
-    lines = ["| workload | eager ms | compiled ms | PyTorch ms | torch.compile ms "
-             "| eager / PyTorch | compiled / PyTorch | peak MB compiled / eager / PyTorch |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [("| workload | eager ms | compiled ms | PyTorch ms | torch.compile ms | JAX-jit ms "
+              "| eager / PyTorch | compiled / PyTorch | peak MB compiled / eager / PyTorch |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        tc = f"{r['torch.compile']:.3f}" if "torch.compile" in r else "n/a"
         lines.append(f"| {r['name']} | {r['eager']:.3f} | {r['compiled']:.3f} | {r['torch']:.3f} | "
-                     f"{tc} | {r['eager'] / r['torch']:.2f} | {r['ratio']:.2f} | "
+                     f"{_ms(r, 'torch.compile')} | {_ms(r, 'JAX-jit')} | "
+                     f"{r['eager'] / r['torch']:.2f} | {r['ratio']:.2f} | "
                      f"{r['mem_ours']:.3f} / {r['mem_eager']:.3f} / {r['mem_torch']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list, path: str, title: str) -> None:
-    """Per workload, eager and compiled time as a ratio of PyTorch eager's; 1.0 dashed."""
+    """Per workload, eager, compiled and (where measured) JAX-jit time as a ratio of PyTorch
+    eager's; 1.0 dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
     x = np.arange(len(rows))
-    eager = [r["eager"] / r["torch"] for r in rows]
-    compiled = [r["ratio"] for r in rows]
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2.5, 4.5))
-    b1 = ax.bar(x - 0.2, eager, 0.4, label="eager", color="tab:blue")
-    b2 = ax.bar(x + 0.2, compiled, 0.4, label="rg.compile", color="tab:orange")
-    for bars in (b1, b2):
+    series = [("rg eager", [r["eager"] / r["torch"] for r in rows], "tab:blue"),
+              ("rg.compile", [r["ratio"] for r in rows], "tab:orange")]
+    if any("jax_ratio" in r for r in rows):
+        series.append(("JAX-jit", [r.get("jax_ratio", np.nan) for r in rows], "tab:green"))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(0.65 * len(series) * len(rows) + 2.5, 4.5))
+    for i, (label, values, color) in enumerate(series):
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label,
+                      color=color)
         ax.bar_label(bars, labels=[f"{v:.2f}" for v in bars.datavalues], padding=2, fontsize=8)
     ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set_xticks(x, [r["name"] for r in rows])
-    ax.set_ylabel("retrograd / PyTorch eager time per step")
+    ax.set_ylabel("time per step / PyTorch eager's")
     ax.set_title(title, fontsize=9)
-    ax.set_ylim(0, max(eager + compiled) * 1.25)
+    ax.set_ylim(0, np.nanmax([v for _, values, _ in series for v in values]) * 1.25)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -159,13 +193,14 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch
     torch.set_num_threads(args.threads)
+    jax_steps = _jax_steps(args.threads)
     rows = []
     for name in args.only.split(","):
-        r = run(name, args.rounds, not args.no_torch_compile)
+        r = run(name, args.rounds, not args.no_torch_compile, jax_steps)
         rows.append(r)
-        tc = f"{r['torch.compile']:.3f}" if "torch.compile" in r else "n/a"
         print(f"{name}: eager {r['eager']:.3f}  compiled {r['compiled']:.3f}  torch "
-              f"{r['torch']:.3f}  torch.compile {tc} ms/step; compiled/torch {r['ratio']:.2f}; "
+              f"{r['torch']:.3f}  torch.compile {_ms(r, 'torch.compile')}  JAX-jit "
+              f"{_ms(r, 'JAX-jit')} ms/step; compiled/torch {r['ratio']:.2f}; "
               f"peak MB ours {r['mem_ours']:.2f} (eager {r['mem_eager']:.2f}) torch "
               f"{r['mem_torch']:.2f} {r['note']} {r['fallback']}", flush=True)
     print()
