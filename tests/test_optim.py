@@ -379,3 +379,36 @@ def test_load_state_dict_checks_group_sizes():
 def test_repr_lists_group_options():
     text = repr(optim.SGD([_p()], lr=0.1, momentum=0.9))
     assert text.startswith("SGD (\nParameter Group 0\n") and "    momentum: 0.9\n" in text
+
+
+ZERO_D_CASES = [
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "maximize": True}),
+    ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1}),
+    ("AdamW", {"lr": 0.01, "maximize": True}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.05, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("name, options", ZERO_D_CASES, ids=[c[0] for c in ZERO_D_CASES])
+def test_a_0d_parameter_is_updated_in_place_as_torch_does(name, options):
+    """NumPy's arithmetic on 0-d arrays returns scalars, which in-place updates can't reach (this
+    raised in Adam, RMSprop and Adagrad, and froze SGD's momentum buffer)."""
+    theirs = torch.nn.Parameter(torch.tensor(1.5))
+    t_opt = getattr(torch.optim, name)([theirs], **options)
+    ours = Parameter(np.array(1.5, np.float32))
+    opt = getattr(optim, name)([ours], **options)
+    data = ours.data
+    for k in range(6):
+        g = np.float32(0.3 * k - 0.7)
+        theirs.grad = torch.tensor(g)
+        t_opt.step()
+        ours.grad = rg.tensor(np.array(g))
+        opt.step()
+        assert ours.data is data and data.shape == ()
+        assert abs(data.item() - theirs.item()) < ATOL, f"step {k}"
+    for key, value in opt.state[ours].items():
+        if isinstance(value, np.ndarray):
+            assert value.shape == (), key
+            np.testing.assert_allclose(value, t_opt.state[theirs][key].numpy(), atol=ATOL)

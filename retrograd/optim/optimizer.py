@@ -144,7 +144,13 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is not None:
                 p._mark_modified()
-                yield p.data, p.grad.data, state[p]
+                x = p.data
+                if x.ndim:
+                    yield x, p.grad.data, state[p]
+                else:
+                    # NumPy's arithmetic on 0-d arrays returns scalars, which in-place updates
+                    # can't reach: a 0-d parameter and its state are updated as 1-element views.
+                    yield x.reshape(1), p.grad.data.reshape(1), _OneElement(state[p])
 
     # -- serialisation, in torch's layout ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -199,6 +205,38 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+class _OneElement:
+    """A 0-d parameter's state, its arrays seen as 1-element views (see `_grads`); what is stored
+    stays 0-d, as torch keeps it."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+
+    def __bool__(self) -> bool:
+        return bool(self.state)
+
+    def __getitem__(self, key: str) -> Any:
+        return _as_one(self.state[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _as_one(self.state.get(key, default))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(value, np.ndarray) and value.shape == (1,):
+            value = value.reshape(())
+        self.state[key] = value
+
+    def update(self, **values: Any) -> None:
+        for key, value in values.items():
+            self[key] = value
+
+
+def _as_one(value: Any) -> Any:
+    return value.reshape(1) if isinstance(value, np.ndarray) and value.ndim == 0 else value
 
 
 def _load_value(key: str, value: Any, param: Tensor) -> Any:
