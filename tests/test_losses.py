@@ -294,6 +294,57 @@ def test_cross_entropy_huge_logits(kw):
     assert_close(xr.grad.data, xt.grad.numpy(), "gradient")
 
 
+def _logit_regime(name):
+    """(8, 6) logits; the forward skips the shift by the row maximum where exp and the row sums
+    stay in range ('normal', 'offset', 'confident', 'far_target'), else shifts ('overflow_row':
+    a single row over 88 shifts all, 'underflow': every logit around -120)."""
+    g = np.random.default_rng(zlib.crc32(name.encode()))
+    x = g.standard_normal((8, 6))
+    y = g.integers(0, 6, 8)
+    rows = np.arange(8)
+    if name == "offset":
+        x += 60.0                        # lse ~ 62: the loss must not cancel in lse - x_y
+    elif name == "confident":
+        x += 40.0
+        x[rows, y] += 9.0                # losses ~ 1e-3, from log(s / e_y)
+    elif name == "far_target":
+        x[rows[:4], y[:4]] -= 60.0       # p_y < 1e-19 in float32: the loss is lse - x_y
+    elif name == "overflow_row":
+        x[3] += 100.0
+    elif name == "underflow":
+        x -= 120.0
+    return x, y
+
+
+LOGIT_REGIMES = ["normal", "offset", "confident", "far_target", "overflow_row", "underflow"]
+
+
+@pytest.mark.parametrize("kw", [{"reduction": "none"},
+                                {"reduction": "none", "label_smoothing": 0.2, "weight": W5[:3]},
+                                {"reduction": "sum", "ignore_index": 2}],
+                         ids=["plain", "smooth_weight", "ignore"])
+@pytest.mark.parametrize("regime", LOGIT_REGIMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_logit_regimes_match_torch(regime, kw, dtype):
+    x, y = _logit_regime(regime)
+    kw = dict(kw)
+    w = kw.pop("weight", None)
+    if w is not None:
+        w = np.concatenate([w, w])
+    xr = rg.tensor(x.astype(dtype), requires_grad=True)
+    xt = torch.tensor(x.astype(dtype), requires_grad=True)
+    out_r = L.cross_entropy(xr, y, None if w is None else w.astype(dtype), **kw)
+    out_t = TF.cross_entropy(xt, torch.tensor(y), None if w is None else torch.tensor(
+        w.astype(dtype)), **kw)
+    assert out_r.dtype == dtype
+    tol = {} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+    assert_close(out_r.data, out_t.detach().numpy(), "forward", **tol)
+    up = np.random.default_rng(1).uniform(0.5, 1.5, out_r.shape).astype(dtype)
+    out_r.backward(rg.tensor(up))
+    out_t.backward(torch.tensor(up))
+    assert_close(xr.grad.data, xt.grad.numpy(), "input gradient", **tol)
+
+
 def test_cross_entropy_huge_logits_probability_targets():
     t = np.array([[0.5, 0.5, 0], [0, 0, 1], [0.2, 0.3, 0.5]], dtype=np.float32)
     xr = rg.tensor(HUGE, requires_grad=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..autograd import Function, array_function
 from ..tensor import Tensor
+from .norm import _ones
 from .shape import broadcasts_to
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -404,6 +405,36 @@ def _per_element(g: np.ndarray, targets: _ClassIndices, reduction: str) -> np.nd
     return _upstream(g, reduction, targets.shape, targets.denom)
 
 
+# Softmax without the shift by the row maximum when it is not needed. exp(x) / sum(exp(x)) is
+# softmax(x) as long as no exp overflows and the sums do not underflow; the shift (a max and a
+# subtraction over the whole (N, C) array) is then two of the forward's four passes. For the
+# Transformer benchmark's (1024, 1000) float32 logits: 1.47 -> 0.65 ms. Row sums in [lo, hi] are
+# safe: below hi nothing overflowed, and above lo the largest term is far from the subnormals.
+_EXP_SUM_RANGE = {c: (float(np.finfo(c).tiny) ** 0.25, float(np.finfo(c).max)) for c in "efd"}
+# s / e_y over this (p_y under 1e-19 in float32), -log p_y is taken as log(s) - x_y
+_FAR = {c: 1 / float(np.finfo(c).tiny) ** 0.5 for c in "efd"}
+
+
+def _exp_and_sum(x: np.ndarray) -> tuple:
+    """(e, s, None): e = exp(x) and its sums s over the class axis 1 (keepdims) when that is safe;
+    else (None, None, x minus its maximum along axis 1), for the caller to finish the shifted way
+    (taking what it needs from it, then exponentiating it in place)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        e = np.exp(x)
+        s = _sum_classes(e)
+    lo, hi = _EXP_SUM_RANGE.get(x.dtype.char, (np.inf, 0.0))
+    if lo <= s.min() and s.max() <= hi:       # NaN fails both: NaN logits take the shifted path
+        return e, s, None
+    return None, None, np.subtract(x, x.max(axis=1, keepdims=True), out=e)
+
+
+def _sum_classes(e: np.ndarray) -> np.ndarray:
+    """Sums over axis 1, keepdims; a BLAS matrix-vector product for (N, C): faster than .sum(1)."""
+    if e.ndim == 2:
+        return (e @ _ones(e.shape[1], e.dtype)).reshape(-1, 1)
+    return e.sum(axis=1, keepdims=True)
+
+
 class CrossEntropyIndices(Function):
     """Fused log-softmax + negative log-likelihood for class-index targets (label smoothing too).
 
@@ -416,20 +447,37 @@ class CrossEntropyIndices(Function):
     @staticmethod
     def forward(ctx, x, targets, weight=None, reduction="mean", label_smoothing=0.0):
         eps, n_classes, t = label_smoothing, x.shape[1], targets
-        shifted = x - x.max(axis=1, keepdims=True)
-        loss = -shifted[t.at]
         if eps:
             w_c = 1 if weight is None else weight.reshape((-1,) + (1,) * (x.ndim - 2))
             w_total = n_classes if weight is None else weight.sum()
-            dot = shifted.sum(axis=1) if weight is None else (shifted * w_c).sum(axis=1)
-        e = np.exp(shifted, out=shifted)    # reuse the buffer: shifted is not needed any more
-        s = e.sum(axis=1, keepdims=True)
-        lse = np.log(s).reshape(t.shape)
-        loss += lse                          # -log p at the target
+
+            def weighted_sum(logits):    # sum_c w_c logits_c; -sum_c w_c log p_c = w_total lse - it
+                return logits.sum(axis=1) if weight is None else (logits * w_c).sum(axis=1)
+        e, s, shifted = _exp_and_sum(x)
+        if shifted is None:
+            # -log p at the target as log(s / e_y): as accurate as the shifted form's log(s) -
+            # (x_y - max), where log(s) - x_y could cancel (a confident prediction with large
+            # logits); used only where p_y < 1e-19 (float32) and so the loss is over 43.
+            s_t = s.reshape(t.shape)
+            with np.errstate(divide="ignore", over="ignore"):
+                ratio = s_t / e[t.at]
+            lse = np.log(s_t)
+            loss = np.log(ratio)
+            far = ratio > _FAR[x.dtype.char]          # inf where e_y is 0 or subnormal
+            if far.any():
+                loss[far] = (lse - x[t.at])[far]
+            dot = weighted_sum(x) if eps else None
+        else:
+            loss = -shifted[t.at]
+            dot = weighted_sum(shifted) if eps else None
+            e = np.exp(shifted, out=shifted)    # reuse the buffer: shifted is not needed any more
+            s = _sum_classes(e)
+            lse = np.log(s).reshape(t.shape)
+            loss += lse                          # -log p at the target
         if t.wy is not None:
             loss *= t.wy
         if eps:
-            smooth = w_total * lse - dot     # -sum_c w_c log p_c
+            smooth = w_total * lse - dot         # -sum_c w_c log p_c
             if t.valid is not None:
                 smooth *= t.valid
             loss = (1 - eps) * loss + (eps / n_classes) * smooth
