@@ -22,6 +22,7 @@ import numpy as np
 from ..autograd import Function, array_function
 from ..random import rng
 from ..tensor import Tensor
+from .norm import _ones, _rowdot
 from .shape import broadcasts_to
 
 _CAUSAL: dict = {}
@@ -51,12 +52,49 @@ def dropout_scale(shape: tuple, p: float, dtype) -> np.ndarray:
     return (draw >= p) * dtype.type(1.0 / (1.0 - p))
 
 
+# Attention weights without the shift by the row maximum when it is not needed: exp(s) / sum(exp(s))
+# is softmax(s) as long as no exp overflows and no row sum underflows, which the row sums tell.
+# NumPy's maximum along rows as short as a sequence is slow (0.34 ms for the Transformer benchmark's
+# (16, 4, 64, 64) float32 scores); without it, and with row sums as BLAS products, _softmax_scores
+# (the q k^T product included) takes 0.64 ms instead of 1.12. Row sums in [lo, hi] are safe (under
+# hi nothing overflowed; over lo the largest term is far from the subnormals); else, or for hidden
+# rows (sum 0), the weights are computed again the shifted way.
+_EXP_SUM_RANGE = {c: (float(np.finfo(c).tiny) ** 0.25, float(np.finfo(c).max)) for c in "efd"}
+
+
 def _softmax_scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) -> np.ndarray:
     """softmax(scale * q k^T + sum(biases)) along the keys; a row with no visible key is zeros."""
+    s = _scores(q, k, scale, biases)
+    lo, hi = _EXP_SUM_RANGE.get(s.dtype.char, (np.inf, 0.0))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        np.exp(s, out=s)
+        total = _row_sums(s)
+    if lo <= total.min() and total.max() <= hi:     # NaN fails both
+        s /= total
+        return s
+    return _shifted_softmax_scores(q, k, scale, biases)
+
+
+def _scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) -> np.ndarray:
     s = q @ np.swapaxes(k, -1, -2)
     s *= scale
     for b in biases:
         s += b
+    return s
+
+
+def _row_sums(s: np.ndarray) -> np.ndarray:
+    """Sums along the last axis, keepdims: a BLAS matrix-vector product, ~8x faster than .sum(-1)
+    on rows of 64."""
+    if not s.flags.c_contiguous:
+        return s.sum(axis=-1, keepdims=True)
+    return (s.reshape(-1, s.shape[-1]) @ _ones(s.shape[-1], s.dtype)).reshape(s.shape[:-1] + (1,))
+
+
+def _shifted_softmax_scores(q: np.ndarray, k: np.ndarray, scale: float,
+                            biases: list) -> np.ndarray:
+    """_softmax_scores the stable way, shifting each row by its maximum."""
+    s = _scores(q, k, scale, biases)
     m = s.max(axis=-1, keepdims=True)
     hidden = None
     if biases:
@@ -67,7 +105,7 @@ def _softmax_scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) ->
             hidden = None
     s -= m
     np.exp(s, out=s)
-    total = s.sum(axis=-1, keepdims=True)
+    total = _row_sums(s)
     if hidden is not None:
         total[hidden] = 1
     s /= total
@@ -76,7 +114,7 @@ def _softmax_scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) ->
 
 def _softmax_backward(p: np.ndarray, dp: np.ndarray) -> np.ndarray:
     """Jacobian-vector product of the row softmax, p * (dp - <dp, p>), in dp's memory."""
-    dp -= np.einsum("...ij,...ij->...i", dp, p)[..., None]
+    dp -= _rowdot(dp, p)[..., None]
     dp *= p
     return dp
 
@@ -171,13 +209,21 @@ class _HeadsAttention(Function):
         else:
             gq, gk, gv = grads
         qa, ka, _ = _unpack(q, k, v)
+        if gq is not None and gk is not None and not (needs[3] or needs[4]):
+            # ds is not the masks' gradient: scale it once, in place and contiguous, rather than
+            # dq and dk, strided views into the packed buffer (0.08 -> 0.02 ms per Transformer
+            # benchmark layer)
+            ds *= scale
+            scale = None
         if gq is not None:
             np.matmul(ds, split_heads(ka, heads, bf), out=split_heads(gq, heads, bf))
-            gq *= scale
+            if scale is not None:
+                gq *= scale
         if gk is not None:
             np.matmul(np.swapaxes(ds, -1, -2), split_heads(qa, heads, bf),
                       out=split_heads(gk, heads, bf))
-            gk *= scale
+            if scale is not None:
+                gk *= scale
         if gv is not None:
             if dv_of is None:
                 gv[...] = 0      # the weights do not depend on v
