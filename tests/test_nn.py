@@ -183,6 +183,15 @@ LAYERS = [
     layer("layernorm_no_bias", lambda t: t.nn.LayerNorm(5, bias=False), normal(2, 3, 5)),
     layer("layernorm_no_affine", lambda t: t.nn.LayerNorm(5, elementwise_affine=False),
           normal(4, 5)),
+    # layer norm works on (rows, features) matrices: several trailing dims, several leading
+    # ones, none (a single row), each with and without the affine parameters
+    layer("layernorm_3_dims", lambda t: t.nn.LayerNorm((2, 3, 4)), normal(2, 2, 3, 4, scale=3.0)),
+    layer("layernorm_3_dims_no_affine",
+          lambda t: t.nn.LayerNorm((2, 3, 4), elementwise_affine=False), normal(3, 2, 3, 4)),
+    layer("layernorm_2_dims_no_bias", lambda t: t.nn.LayerNorm((3, 4), bias=False),
+          normal(2, 5, 3, 4)),
+    layer("layernorm_unbatched", lambda t: t.nn.LayerNorm(6), normal(6, scale=3.0)),
+    layer("layernorm_unbatched_2_dims", lambda t: t.nn.LayerNorm((2, 6)), normal(2, 6)),
     layer("embedding_repeated_ids", lambda t: t.nn.Embedding(6, 3), ids([1, 4, 1], [5, 1, 0])),
     # the padding row never gets a gradient, though the output depends on it: no gradcheck
     layer("embedding_padding", lambda t: t.nn.Embedding(6, 3, padding_idx=2),
@@ -190,6 +199,11 @@ LAYERS = [
     layer("embedding_negative_padding", lambda t: t.nn.Embedding(6, 3, padding_idx=-1),
           ids([5, 0, 5]), gradcheck=False),
     layer("embedding_0d_id", lambda t: t.nn.Embedding(6, 3), ids(4)),
+    # ids x dim >= 4096: the gradient is summed by a sparse product (with SciPy)
+    layer("embedding_many_ids", lambda t: t.nn.Embedding(12, 32),
+          lambda rng: rng.integers(0, 12, (5, 30))),
+    layer("embedding_many_ids_padding", lambda t: t.nn.Embedding(12, 32, padding_idx=3),
+          lambda rng: rng.integers(0, 12, (5, 30)), gradcheck=False),
     layer("relu", lambda t: t.nn.ReLU(), away_from(0, shape=(4, 5))),
     layer("leaky_relu", lambda t: t.nn.LeakyReLU(0.2), away_from(0, shape=(4, 5))),
     layer("elu", lambda t: t.nn.ELU(alpha=0.7), away_from(0, shape=(4, 5))),
@@ -262,6 +276,47 @@ def test_layer_gradcheck(c: Layer):
     if not any(t.requires_grad for t in inputs):
         pytest.skip("nothing differentiable")
     assert rg.gradcheck(lambda x, *ps: r(x), inputs)
+
+
+@pytest.mark.parametrize("weight, bias, x_grad", [
+    (True, True, True), (True, False, True), (False, True, True), (False, False, True),
+    ("constant", True, True), (True, True, False)],
+    ids=["affine", "weight_only", "bias_only", "none", "constant_weight", "constant_input"])
+def test_functional_layer_norm_matches_torch(weight, bias, x_grad):
+    """F.layer_norm over two trailing dims with any of weight and bias, each trained or not."""
+    g = np.random.default_rng(7)
+    shape = (2, 5)
+    x = 2 * g.standard_normal((3, 4, *shape)) + 1
+    w = g.standard_normal(shape) if weight else None
+    b = g.standard_normal(shape) if bias else None
+    needs = (x_grad, weight is True, bias is True)
+    up = g.standard_normal(x.shape).astype(np.float32)
+
+    def make(lib, a, need, dtype):
+        return None if a is None else lib.tensor(a.astype(dtype), requires_grad=need)
+    t_in = [make(torch, a, n, np.float32) for a, n in zip((x, w, b), needs)]
+    r_in = [make(rg, a, n, np.float32) for a, n in zip((x, w, b), needs)]
+    tout = torch.nn.functional.layer_norm(t_in[0], shape, t_in[1], t_in[2], eps=1e-5)
+    rout = nn.functional.layer_norm(r_in[0], shape, r_in[1], r_in[2], eps=1e-5)
+    assert rout.dtype == np.float32
+    assert_close(rout.data, tout.detach().numpy(), "output")
+    tout.backward(torch.tensor(up))
+    rout.backward(up)
+    for name, t, r, need in zip(("x", "weight", "bias"), t_in, r_in, needs):
+        if need:
+            assert_close(r.grad.data, t.grad.numpy(), f"gradient of {name}")
+        elif r is not None:
+            assert r.grad is None
+
+    r64 = [make(rg, a, n, np.float64) for a, n in zip((x, w, b), needs)]
+    trained = [i for i, n in enumerate(needs) if n]
+
+    def fn(*ts):
+        args = list(r64)
+        for i, t in zip(trained, ts):
+            args[i] = t
+        return nn.functional.layer_norm(args[0], shape, args[1], args[2], eps=1e-5)
+    assert rg.gradcheck(fn, [r64[i] for i in trained])
 
 
 def test_dropout_gradcheck_under_a_fixed_seed():

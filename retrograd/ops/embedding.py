@@ -24,8 +24,7 @@ class EmbeddingLookup(Function):
         (ids,) = ctx.saved_tensors
         flat_ids = ids.reshape(-1)
         flat_grad = grad.reshape(flat_ids.size, grad.shape[-1])   # also right for no ids at all
-        out = np.zeros((ctx.num, flat_grad.shape[1]), dtype=grad.dtype)
-        _add_rows(out, flat_ids, flat_grad)
+        out = _rows_summed_by_id(ctx.num, flat_ids, flat_grad)
         if ctx.padding_idx is not None:
             out[ctx.padding_idx] = 0     # the padding row is never trained
         return out, None
@@ -34,6 +33,8 @@ class EmbeddingLookup(Function):
 # ids x dim: below the first, np.add.at's lower fixed cost wins; above the second, bincount's
 # scratch (16 bytes per element) would be large
 _BINCOUNT_MIN, _BINCOUNT_MAX = 1 << 12, 1 << 22
+_SPARSE_MIN = 1 << 12     # ids x dim from which _rows_summed_by_id builds a sparse matrix
+_SPARSE = False           # scipy.sparse once imported (None without SciPy)
 
 
 def _add_rows(out: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
@@ -50,6 +51,38 @@ def _add_rows(out: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
     bins = (slot.reshape(-1, 1) * d + np.arange(d)).reshape(-1)
     sums = np.bincount(bins, weights=rows.reshape(-1), minlength=distinct.size * d)
     out[distinct] = sums.reshape(distinct.size, d)
+
+
+def _rows_summed_by_id(num: int, ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(num, dim) array whose row i sums the rows[k] with ids[k] == i (zeros where no id is i).
+
+    With SciPy: the sparse (num, len(ids)) matrix with a one at (ids[k], k), times rows. SciPy's
+    compiled loop adds each row where it belongs, in the rows' dtype as np.add.at does: ~10x faster
+    than _add_rows on the Transformer benchmark's 1024 ids of 128 (0.40 -> 0.04 ms). Building the
+    matrix costs ~12 us, so small inputs keep _add_rows, as do dtypes SciPy has no kernel for."""
+    sparse = _scipy_sparse() if ids.size * rows.shape[1] >= _SPARSE_MIN else None
+    if sparse is None or rows.dtype.char not in "fd":
+        out = np.zeros((num, rows.shape[1]), dtype=rows.dtype)
+        _add_rows(out, ids, rows)
+        return out
+    n = ids.size
+    one_per_column = sparse.csc_matrix(
+        (np.ones(n, rows.dtype), ids.astype(np.intp, copy=False), np.arange(n + 1)),
+        shape=(num, n))
+    return np.asarray(one_per_column @ rows)
+
+
+def _scipy_sparse():
+    """scipy.sparse, imported at the first large embedding gradient (it costs ~8 ms, and SciPy is
+    optional), or None without SciPy."""
+    global _SPARSE
+    if _SPARSE is False:
+        try:
+            from scipy import sparse
+        except ImportError:  # pragma: no cover - exercised only without SciPy
+            sparse = None
+        _SPARSE = sparse
+    return _SPARSE
 
 
 def embedding(ids, weight, padding_idx: int | None = None):
