@@ -22,7 +22,8 @@ import numpy as np
 from ..autograd import Function, array_function
 from ..random import rng
 from ..tensor import Tensor
-from .norm import _ones, _rowdot
+from .linalg import ones_vector as _ones
+from .norm import _rowdot
 from .shape import broadcasts_to
 
 _CAUSAL: dict = {}

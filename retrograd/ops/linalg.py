@@ -31,19 +31,28 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _ONES: dict = {}    # (n, dtype) -> a read-only vector of n ones
 
 
-def _sum_rows(g: np.ndarray) -> np.ndarray:
-    """g.sum(0) of a 2-D float32/float64 array. For a few rows as a product with a vector of ones:
-    BLAS does it in a quarter of the time of NumPy's reduction machinery (0.3 vs 1.2 us on 4 x 2).
-    Many rows go to np.add.reduce (what ndarray.sum calls, minus a Python wrapper), whose pairwise
-    summation keeps the rounding error of long sums lower."""
-    n = g.shape[0]
-    if n > 64 or g.dtype.char not in "fd":
-        return np.add.reduce(g, 0)
-    ones = _ONES.get((n, g.dtype))
+def ones_vector(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of n ones, cached: `a @ ones` sums a's rows, `ones @ a` its columns, as
+    one BLAS matrix-vector product (no temporary, and faster than ufunc reductions along short
+    rows or down columns)."""
+    key = (n, dtype)
+    ones = _ONES.get(key)
     if ones is None:
-        ones = _ONES[n, g.dtype] = np.ones(n, g.dtype)
+        if len(_ONES) > 64:
+            _ONES.clear()
+        ones = _ONES[key] = np.ones(n, dtype)
         ones.flags.writeable = False
-    return ones.dot(g)
+    return ones
+
+
+def _sum_rows(g: np.ndarray) -> np.ndarray:
+    """g.sum(0) of a 2-D array; for float32/float64 a product with a vector of ones. NumPy's
+    reduction down axis 0 adds the rows one after another, BLAS in blocks: both faster and closer
+    (1024 x 384 float32: 54 -> 22 us, largest error 1.3e-4 -> 2.7e-5 against a float64 sum; on 4 x 2,
+    0.3 vs 1.2 us)."""
+    if g.dtype.char not in "fd":
+        return np.add.reduce(g, 0)
+    return ones_vector(g.shape[0], g.dtype).dot(g)
 
 
 class MatMul(Function):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..autograd import Function, array_function
 from ..tensor import Tensor
-from .norm import _ones
+from .linalg import ones_vector as _ones
 from .shape import broadcasts_to
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -11,21 +11,7 @@ import math
 import numpy as np
 
 from ..autograd import Function
-
-_ONES: dict = {}
-
-
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only vector of n ones, cached: `a @ ones` sums a's rows, `ones @ a` its columns."""
-    key = (n, dtype)
-    ones = _ONES.get(key)
-    if ones is None:
-        if len(_ONES) > 64:
-            _ONES.clear()
-        ones = _ONES[key] = np.ones(n, dtype)
-        ones.flags.writeable = False
-    return ones
-
+from .linalg import ones_vector as _ones
 
 if hasattr(np, "vecdot"):  # NumPy 2: sum(a * b) along the last axis, without the product's temporary
     def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
