@@ -412,3 +412,24 @@ def test_a_0d_parameter_is_updated_in_place_as_torch_does(name, options):
         if isinstance(value, np.ndarray):
             assert value.shape == (), key
             np.testing.assert_allclose(value, t_opt.state[theirs][key].numpy(), atol=ATOL)
+
+
+def test_sgd_momentum_on_large_parameters_is_the_whole_array_arithmetic():
+    """Above a cache-sized block the heavy-ball update runs block by block: the same values as
+    torch, and bit for bit those of the whole-array form (taken for a non-contiguous gradient)."""
+    rng = np.random.default_rng(0)
+    init = rng.standard_normal((300, 200)).astype(np.float32)
+    theirs = torch.nn.Parameter(torch.tensor(init))
+    t_opt = torch.optim.SGD([theirs], lr=0.05, momentum=0.9)
+    blocked, whole = Parameter(init.copy()), Parameter(init.copy())
+    opts = [optim.SGD([p], lr=0.05, momentum=0.9) for p in (blocked, whole)]
+    for _ in range(4):
+        g = rng.standard_normal(init.shape).astype(np.float32)
+        theirs.grad = torch.tensor(g)
+        t_opt.step()
+        blocked.grad = rg.tensor(g.copy())
+        whole.grad = rg.tensor(np.asfortranarray(g))     # not C-contiguous: the whole-array form
+        for opt in opts:
+            opt.step()
+    np.testing.assert_array_equal(blocked.data, whole.data)
+    np.testing.assert_allclose(blocked.data, theirs.detach().numpy(), rtol=RTOL, atol=ATOL)
