@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
 from functools import partial
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -32,16 +32,6 @@ SHAPES = [
     ("transformer", "logits 128 -> 1000", 1024, 128, 1000),
     ("transformer", "dW of the logits", 1000, 1024, 128),
 ]
-
-
-def _median_us(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return 1e6 * times[len(times) // 2]
 
 
 def _blas_names() -> tuple[str, str]:
@@ -70,6 +60,8 @@ def main(argv=None) -> int:
 
     import numpy as np
     import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from compiled import median_ms
     torch.set_num_threads(1)
     ours_name, theirs_name = _blas_names()
     print(f"ours: {ours_name}\ntheirs: {theirs_name}\n")
@@ -87,7 +79,7 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             for times, fn in (pair if r % 2 == 0 else pair[::-1]):
                 fn()
-                times.append(_median_us(fn, args.repeats))
+                times.append(1000 * median_ms(fn, args.repeats))
         us, them = sorted(ours)[len(ours) // 2], sorted(theirs)[len(theirs) // 2]
         flops = 2 * m * k * n
         print(f"| {workload} | {what} | {m} x {k} x {n} | {flops / us / 1e3:.0f} | "
