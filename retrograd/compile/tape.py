@@ -228,10 +228,18 @@ class Tape:
         finally:
             autograd._tape = self
 
+    def _run(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs) as one event: checked for writes and draws since the last event,
+        run with the tape paused (its inner ops are not recorded), then the new last event."""
+        self._check_outside()
+        with self.paused():
+            result = fn(*args, **kwargs)
+        self._after_event()
+        return result
+
     # -- events ----------------------------------------------------------------------------------
     def apply(self, cls: type, args: tuple, kwargs: dict) -> Tensor:
         """Function.apply, recorded."""
-        self._check_outside()
         forward, returned = cls.forward, []
 
         def probe(ctx, *arrays, **options):   # to see whether forward returns an ndarray
@@ -242,14 +250,12 @@ class Tape:
         own = cls.__dict__.get("forward")
         cls.forward = staticmethod(probe)
         try:
-            with self.paused():
-                result = cls.apply(*args, **kwargs)
+            result = self._run(cls.apply, *args, **kwargs)
         finally:
             if own is None:
                 del cls.forward
             else:
                 cls.forward = own
-        self._after_event()
         record = autograd._grad_enabled and any(isinstance(a, Tensor) and a.requires_grad
                                                 for a in args)
         needs = tuple(record and isinstance(a, Tensor) and a.requires_grad for a in args)
@@ -280,10 +286,7 @@ class Tape:
 
     def call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
         """A helper marked `autograd.array_function` (e.g. a dropout mask): replayed, not frozen."""
-        self._check_outside()
-        with self.paused():
-            out = fn(*args, **kwargs)
-        self._after_event()
+        out = self._run(fn, *args, **kwargs)
         if isinstance(out, (bool, int, float, str, np.generic)):
             self.fail(f"{fn.__name__} returned a Python value ({type(out).__name__}); "
                       "the replay could not tell it apart from a constant")
@@ -310,10 +313,7 @@ class Tape:
 
     def effect(self, method: Callable, args: tuple, kwargs: dict) -> Any:
         """A state change outside ops (an optimizer step, zero_grad): replayed as the same call."""
-        self._check_outside()
-        with self.paused():
-            result = method(*args, **kwargs)
-        self._after_event()
+        result = self._run(method, *args, **kwargs)
         exprs = [self._value(a)[0] for a in args]
         exprs += [f"{k}={self._value(v)[0]}" for k, v in kwargs.items()]
         self._emit(f"{self._object(method, 'M')}({', '.join(exprs)})")

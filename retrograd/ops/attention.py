@@ -22,8 +22,9 @@ import numpy as np
 from ..autograd import Function, array_function
 from ..random import rng
 from ..tensor import Tensor
-from .linalg import ones_vector as _ones
+from .linalg import axis_sums
 from .norm import _rowdot
+from .reduce import unshifted_exp_sums
 from .shape import broadcasts_to
 
 _CAUSAL: dict = {}
@@ -53,27 +54,16 @@ def dropout_scale(shape: tuple, p: float, dtype) -> np.ndarray:
     return (draw >= p) * dtype.type(1.0 / (1.0 - p))
 
 
-# Attention weights without the shift by the row maximum when it is not needed: exp(s) / sum(exp(s))
-# is softmax(s) as long as no exp overflows and no row sum underflows, which the row sums tell.
-# NumPy's maximum along rows as short as a sequence is slow (0.34 ms for the Transformer benchmark's
-# (16, 4, 64, 64) float32 scores); without it, and with row sums as BLAS products, _softmax_scores
-# (the q k^T product included) takes 0.64 ms instead of 1.12. Row sums in [lo, hi] are safe (under
-# hi nothing overflowed; over lo the largest term is far from the subnormals); else, or for hidden
-# rows (sum 0), the weights are computed again the shifted way.
-_EXP_SUM_RANGE = {c: (float(np.finfo(c).tiny) ** 0.25, float(np.finfo(c).max)) for c in "efd"}
-
-
 def _softmax_scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) -> np.ndarray:
     """softmax(scale * q k^T + sum(biases)) along the keys; a row with no visible key is zeros."""
     s = _scores(q, k, scale, biases)
-    lo, hi = _EXP_SUM_RANGE.get(s.dtype.char, (np.inf, 0.0))
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        np.exp(s, out=s)
-        total = _row_sums(s)
-    if lo <= total.min() and total.max() <= hi:     # NaN fails both
-        s /= total
-        return s
-    return _shifted_softmax_scores(q, k, scale, biases)
+    # without the shift by the row maximum (slow along rows as short as a sequence) when the sums
+    # show it is safe (ops/reduce.py); else, or for hidden rows (sum 0), again the shifted way
+    total = unshifted_exp_sums(s, s, axis=-1)
+    if total is None:
+        return _shifted_softmax_scores(q, k, scale, biases)
+    s /= total
+    return s
 
 
 def _scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) -> np.ndarray:
@@ -82,14 +72,6 @@ def _scores(q: np.ndarray, k: np.ndarray, scale: float, biases: list) -> np.ndar
     for b in biases:
         s += b
     return s
-
-
-def _row_sums(s: np.ndarray) -> np.ndarray:
-    """Sums along the last axis, keepdims: a BLAS matrix-vector product, ~8x faster than .sum(-1)
-    on rows of 64."""
-    if not s.flags.c_contiguous:
-        return s.sum(axis=-1, keepdims=True)
-    return (s.reshape(-1, s.shape[-1]) @ _ones(s.shape[-1], s.dtype)).reshape(s.shape[:-1] + (1,))
 
 
 def _shifted_softmax_scores(q: np.ndarray, k: np.ndarray, scale: float,
@@ -106,7 +88,7 @@ def _shifted_softmax_scores(q: np.ndarray, k: np.ndarray, scale: float,
             hidden = None
     s -= m
     np.exp(s, out=s)
-    total = _row_sums(s)
+    total = axis_sums(s, -1)
     if hidden is not None:
         total[hidden] = 1
     s /= total

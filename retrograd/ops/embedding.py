@@ -1,6 +1,8 @@
 """Embedding lookup: rows of a weight matrix picked by integer ids; repeated ids add their gradients."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..autograd import Function
@@ -34,7 +36,6 @@ class EmbeddingLookup(Function):
 # scratch (16 bytes per element) would be large
 _BINCOUNT_MIN, _BINCOUNT_MAX = 1 << 12, 1 << 22
 _SPARSE_MIN = 1 << 12     # ids x dim from which _rows_summed_by_id builds a sparse matrix
-_SPARSE = False           # scipy.sparse once imported (None without SciPy)
 
 
 def _add_rows(out: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
@@ -72,17 +73,15 @@ def _rows_summed_by_id(num: int, ids: np.ndarray, rows: np.ndarray) -> np.ndarra
     return np.asarray(one_per_column @ rows)
 
 
+@functools.cache
 def _scipy_sparse():
     """scipy.sparse, imported at the first large embedding gradient (it costs ~8 ms, and SciPy is
     optional), or None without SciPy."""
-    global _SPARSE
-    if _SPARSE is False:
-        try:
-            from scipy import sparse
-        except ImportError:  # pragma: no cover - exercised only without SciPy
-            sparse = None
-        _SPARSE = sparse
-    return _SPARSE
+    try:
+        from scipy import sparse
+    except ImportError:  # pragma: no cover - exercised only without SciPy
+        return None
+    return sparse
 
 
 def embedding(ids, weight, padding_idx: int | None = None):

