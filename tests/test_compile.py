@@ -279,6 +279,67 @@ def test_fit_compile_matches_eager():
     assert histories[0]["loss"] == histories[1]["loss"]
 
 
+@pytest.mark.parametrize("clip", ["norm", "value", "norm_then_value"])
+def test_gradient_clipping_is_replayed_with_each_steps_gradients(clip):
+    """Whether clipping changes the gradients depends on their values: the replay must decide
+    again each call. Targets far off the model's outputs on some calls (clipping acts) and close
+    on others (it does not), starting with a recording where it does not."""
+    (m1, o1), (m2, o2) = _pair(lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)),
+                               lambda p: optim.SGD(p, lr=0.1))
+
+    def make(m, o):
+        def step(x, y):
+            o.zero_grad()
+            loss = F.mse_loss(m(x), y)
+            loss.backward()
+            norm = None
+            if clip in ("norm", "norm_then_value"):
+                norm = nn.utils.clip_grad_norm_(m.parameters(), max_norm=0.5)
+            if clip in ("value", "norm_then_value"):
+                nn.utils.clip_grad_value_(m.parameters(), clip_value=0.05)
+            o.step()
+            return loss, norm
+        return step
+
+    eager, compiled = make(m1, o1), rg.compile(make(m2, o2))
+    x = rg.tensor(np.random.default_rng(0).standard_normal((6, 4), dtype=np.float32))
+    with rg.no_grad():
+        close = m1(x).numpy()
+    clipped = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for i in range(12):
+            y = rg.tensor(close + (0.001 if i < 3 or i % 3 == 0 else 10.0))
+            (l1, n1), (l2, n2) = eager(x, y), compiled(x, y)
+            assert l1.item() == l2.item(), i
+            if n1 is not None:
+                assert n1.item() == n2.item(), i
+                clipped += n1.item() > 0.5
+    assert compiled.recordings == 2
+    _assert_same(m1, m2)
+    if clip != "value":
+        assert 0 < clipped < 9        # both kinds of call were replayed
+
+
+def test_gradient_norm_from_grad_tensors_is_not_frozen():
+    """get_total_norm of the .grad tensors (made anew each step) then clip_grads_with_norm_: not
+    replayable by reference, so the step must run eagerly with a warning, not reuse a norm."""
+    (m, o), _ = _pair(lambda: nn.Linear(3, 1), lambda p: optim.SGD(p, lr=0.1))
+
+    @rg.compile
+    def step(x, y):
+        o.zero_grad()
+        F.mse_loss(m(x), y).backward()
+        total = nn.utils.get_total_norm([p.grad for p in m.parameters()])
+        nn.utils.clip_grads_with_norm_(m.parameters(), 1.0, total)
+        o.step()
+
+    x, y = rg.ones(4, 3), rg.zeros(4, 1)
+    with pytest.warns(CompileWarning, match="running eagerly"):
+        for _ in range(4):
+            step(x, y)
+
+
 def test_batchnorm_running_statistics_are_replayed():
     make = lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(),  # noqa: E731
                                  nn.Flatten(), nn.Linear(12, 2))

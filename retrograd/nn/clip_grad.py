@@ -12,7 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..autograd import array_function
+from ..tensor import Tensor, _wrap
 
 TensorOrTensors = Tensor | Iterable[Tensor]
 
@@ -29,11 +30,8 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
     >>> total = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
     >>> opt.step()
     """
-    params = _as_list(parameters)
-    grads = [p.grad for p in params if p.grad is not None]
-    total_norm = get_total_norm(grads, norm_type, error_if_nonfinite)
-    clip_grads_with_norm_(params, max_norm, total_norm)
-    return total_norm
+    return _wrap(_clip_to_total_norm(_as_list(parameters), float(max_norm), float(norm_type),
+                                     error_if_nonfinite))
 
 
 def clip_grad_value_(parameters: TensorOrTensors, clip_value: float) -> None:
@@ -41,21 +39,56 @@ def clip_grad_value_(parameters: TensorOrTensors, clip_value: float) -> None:
 
     >>> nn.utils.clip_grad_value_(model.parameters(), clip_value=0.5)
     """
-    clip_value = float(clip_value)
-    for p in _as_list(parameters):
+    _clamp_grads(_as_list(parameters), float(clip_value))
+
+
+def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False) -> Tensor:
+    """The p-norm of `tensors` taken together: the norm of their per-tensor norms, as torch does.
+
+    >>> total = nn.utils.get_total_norm([p.grad for p in model.parameters()])
+    """
+    # not replayable: the .grad tensors are new each step, so a compiled step using this is
+    # caught (its recordings differ) and runs eagerly; clip_grad_norm_ compiles
+    return _wrap(_total_norm([t.data for t in _as_list(tensors)], float(norm_type),
+                             error_if_nonfinite))
+
+
+def clip_grads_with_norm_(parameters: TensorOrTensors, max_norm: float,
+                          total_norm: Tensor | float) -> None:
+    """Scale the gradients by `max_norm / (total_norm + 1e-6)` where that is below 1.
+
+    >>> nn.utils.clip_grads_with_norm_(model.parameters(), 1.0, total)
+    """
+    total = total_norm.data if isinstance(total_norm, Tensor) else np.asarray(total_norm)
+    _scale_grads(_as_list(parameters), float(max_norm), total)
+
+
+# The work itself is done by `array_function`s: these read the gradients and decide on their values
+# (clip or not), so a compiled step must run them at each replay, on that call's gradients, rather
+# than freeze what the recorded call happened to do.
+
+@array_function
+def _clip_to_total_norm(params: list[Tensor], max_norm: float, norm_type: float,
+                        error_if_nonfinite: bool) -> np.ndarray:
+    total = _total_norm([p.grad.data for p in params if p.grad is not None], norm_type,
+                        error_if_nonfinite)
+    _scale_grads(params, max_norm, total)     # a plain call: the tape is paused in here
+    return total
+
+
+@array_function
+def _clamp_grads(params: list[Tensor], clip_value: float) -> None:
+    for p in params:
         if p.grad is not None:
             np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
             p.grad._mark_modified()
 
 
-def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
-                   error_if_nonfinite: bool = False) -> Tensor:
-    """The p-norm of `tensors` taken together: the norm of their per-tensor norms, as torch does."""
-    tensors = _as_list(tensors)
-    if not tensors:
-        return Tensor(0.0)
-    p = float(norm_type)
-    norms = [_vector_norm(t.data, p) for t in tensors]
+def _total_norm(arrays: list[np.ndarray], p: float, error_if_nonfinite: bool) -> np.ndarray:
+    if not arrays:
+        return np.zeros((), np.float32)
+    norms = [_vector_norm(a, p) for a in arrays]
     dtype = np.result_type(*norms)
     total = _vector_norm(np.array(norms, dtype=dtype), p)
     if error_if_nonfinite and not np.isfinite(total):
@@ -63,20 +96,18 @@ def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
                            f"{total}, so they cannot be clipped; find where the loss or the "
                            "gradients become non-finite, or pass error_if_nonfinite=False to scale "
                            "by it anyway")
-    return Tensor(total)
+    return total
 
 
-def clip_grads_with_norm_(parameters: TensorOrTensors, max_norm: float,
-                          total_norm: Tensor | float) -> None:
-    """Scale the gradients by `max_norm / (total_norm + 1e-6)` where that is below 1."""
-    total = np.asarray(total_norm.data if isinstance(total_norm, Tensor) else total_norm)
+@array_function
+def _scale_grads(params: list[Tensor], max_norm: float, total: np.ndarray) -> None:
     if total.dtype.kind != "f":
         total = total.astype(np.float32)
     one = total.dtype.type(1)
     coef = total.dtype.type(max_norm) / (total + total.dtype.type(1e-6))
     if coef >= one:  # multiplying by 1 would change nothing (a NaN coefficient still propagates)
         return
-    for p in _as_list(parameters):
+    for p in params:
         if p.grad is not None:
             g = p.grad.data
             with np.errstate(invalid="ignore"):  # inf·0 = NaN when the norm was inf, as in torch

@@ -6,7 +6,8 @@ from typing import Iterable
 import numpy as np
 
 from ..tensor import Tensor
-from .clip_grad import clip_grad_norm_, clip_grad_value_  # noqa: F401
+from .clip_grad import (clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_,  # noqa: F401
+                        get_total_norm)
 
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
