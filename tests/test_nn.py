@@ -514,6 +514,39 @@ def test_load_state_dict_strict_errors_name_the_keys():
     assert "heads.1.weight" in msg and "(3, 5)" in msg and "(3, 6)" in msg
 
 
+def test_load_state_dict_invalidates_graphs_that_saved_the_old_weights():
+    """As torch: loading writes the parameters in place, so backward through a graph built
+    before the load raises instead of using the new weights with the old activations."""
+    for lib in (torch, rg):
+        m = lib.nn.Linear(2, 2)
+        x = lib.ones(1, 2, requires_grad=True)
+        out = m(x).sum()
+        m.load_state_dict(m.state_dict())
+        with pytest.raises(RuntimeError, match="modified by an in-?place operation"):
+            out.backward()
+
+
+def test_vector_to_parameters_round_trip_and_old_graphs_as_torch():
+    t, r = pair(lambda lib: lib.nn.Linear(3, 2))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    outs = []
+    for lib, m in ((torch, t), (rg, r)):
+        u = lib.nn.utils
+        saved = u.parameters_to_vector(m.parameters())
+        xs = lib.tensor(x, requires_grad=True)
+        out = (m(xs) ** 2).sum()
+        u.vector_to_parameters(saved * 2, m.parameters())   # new values, new memory
+        out.backward()          # through the old weights, which the graph still holds
+        outs.append([v.detach().numpy() for v in
+                     (xs.grad, m.weight, u.parameters_to_vector(m.parameters()))])
+    for what, ours, theirs in zip(("x.grad", "weight", "vector"), outs[1], outs[0]):
+        assert_close(ours, theirs, what)
+    before = r.weight.data.copy()
+    with pytest.raises(ValueError, match=r"vector_to_parameters: vector of shape \(5,\).*8"):
+        rg.nn.utils.vector_to_parameters(rg.zeros(5), r.parameters())
+    np.testing.assert_array_equal(r.weight.data, before)    # checked before anything is written
+
+
 def test_failed_load_leaves_model_unchanged():
     _, r = pair(net)
     before = {k: np.array(v.data) for k, v in r.state_dict().items()}

@@ -363,6 +363,7 @@ class Module:
             for key, array in arrays.items():
                 target = own[key]
                 target.data[...] = array.astype(target.data.dtype, copy=False)
+                target._mark_modified()    # as torch: a graph that saved the old values refuses
         return IncompatibleKeys(missing, unexpected)
 
     # -- representation -----------------------------------------------------------------------------

@@ -16,15 +16,21 @@ def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
 
 
 def vector_to_parameters(vector: Tensor, parameters: Iterable[Tensor]) -> None:
-    """Copy consecutive slices of `vector` into `parameters` (in place)."""
-    offset = 0
+    """Give `parameters` the values of consecutive slices of `vector`.
+
+    As torch, each parameter gets new memory rather than being written in place: a graph that
+    saved a parameter's old values still backpropagates through them.
+
+    >>> vector_to_parameters(parameters_to_vector(best.parameters()), model.parameters())
+    """
+    parameters = list(parameters)
     flat = vector.data
+    need = sum(p.data.size for p in parameters)
+    if flat.ndim != 1 or flat.size != need:
+        raise ValueError(f"vector_to_parameters: vector of shape {flat.shape}, the parameters "
+                         f"need a 1-D vector of {need} elements")
+    offset = 0
     for p in parameters:
         n = p.data.size
-        if offset + n > flat.size:
-            raise ValueError(f"vector_to_parameters: vector of {flat.size} elements is too short")
-        p.data[...] = flat[offset:offset + n].reshape(p.data.shape)
+        p.data = flat[offset:offset + n].reshape(p.data.shape).astype(p.data.dtype, copy=True)
         offset += n
-    if offset != flat.size:
-        raise ValueError(f"vector_to_parameters: vector has {flat.size} elements, parameters "
-                         f"need {offset}")
