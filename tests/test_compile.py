@@ -260,23 +260,38 @@ def test_learning_rate_changes_between_steps_are_seen():
     _assert_same(m1, m2)
 
 
-def test_fit_compile_matches_eager():
+@pytest.mark.parametrize("clipping", [False, True])
+def test_fit_compile_matches_eager(clipping):
     g = np.random.default_rng(0)
     x = g.standard_normal((70, 5)).astype(np.float32)
     y = (x.sum(1) > 0).astype(np.int64)
-    histories, models = [], []
+    histories, models, norms = [], [], []
     for compile_step in (False, True):
         rg.manual_seed(0)
         m = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 2))
+        clip = rg.train.GradientClipping(max_norm=0.3, clip_value=0.2)
         with warnings.catch_warnings():
-            warnings.simplefilter("error", CompileWarning)
+            warnings.simplefilter("error")     # neither a CompileWarning nor "training eagerly"
             h = rg.train.fit(m, nn.CrossEntropyLoss(), optim.Adam(m.parameters(), lr=1e-2), (x, y),
                              epochs=3, batch_size=16, val_data=(x, y), progress=False,
-                             seed=1, compile=compile_step)
+                             seed=1, compile=compile_step, callbacks=[clip] if clipping else [])
         histories.append(h.history if hasattr(h, "history") else h)
         models.append(m)
+        norms.append(clip.last_norm)
     _assert_same(*models)
     assert histories[0]["loss"] == histories[1]["loss"]
+    assert norms[0] == norms[1] and (norms[0] is not None) == clipping
+
+
+def test_fit_compile_with_another_after_backward_callback_trains_eagerly():
+    m = nn.Linear(3, 2)
+    seen = []
+    grab = rg.train.LambdaCallback(on_after_backward=lambda: seen.append(m.weight.grad.numpy()))
+    x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
+    with pytest.warns(UserWarning, match="training eagerly"):
+        rg.train.fit(m, nn.CrossEntropyLoss(), optim.SGD(m.parameters(), lr=0.1), (x, y),
+                     batch_size=4, progress=False, callbacks=[grab], compile=True)
+    assert len(seen) == 2
 
 
 @pytest.mark.parametrize("clip", ["norm", "value", "norm_then_value"])

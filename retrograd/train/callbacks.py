@@ -32,6 +32,7 @@ import numpy as np
 
 from ..io import atomic_write_text, save
 from ..nn.clip_grad import clip_grad_norm_, clip_grad_value_
+from ..tensor import Tensor
 
 if TYPE_CHECKING:
     from .loop import TrainState
@@ -358,10 +359,18 @@ class GradientClipping(Callback):
         self._params = [p for p in self.model.parameters() if p.requires_grad]
 
     def on_after_backward(self) -> None:
+        norm = self.clip()
+        if norm is not None:
+            self.last_norm = float(norm)
+
+    def clip(self) -> Tensor | None:
+        """Clip the gradients; the total norm before clipping (a 0-d Tensor) if max_norm is set.
+        Reads no value into Python, so a compiled training step can run it (fit(compile=True))."""
         if self.clip_value is not None:
             clip_grad_value_(self._params, self.clip_value)
         if self.max_norm is not None:
-            self.last_norm = float(clip_grad_norm_(self._params, self.max_norm, self.norm_type))
+            return clip_grad_norm_(self._params, self.max_norm, self.norm_type)
+        return None
 
 
 class LambdaCallback(Callback):

@@ -31,7 +31,8 @@ from ..distributed.launch import launched_world_size
 from ..nn import Module
 from ..random import manual_seed
 from ..tensor import Tensor
-from .callbacks import HOOKS, Callback, LRSchedulerCallback, overrides, step_scheduler
+from .callbacks import (HOOKS, Callback, GradientClipping, LRSchedulerCallback, overrides,
+                        step_scheduler)
 from .checkpoint import Checkpointer
 from .history import History
 from .metrics import Metric, MetricsSpec, get_metrics
@@ -108,7 +109,8 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
     prints nothing. On return the model is back in the train/eval mode it was in.
 
     `compile=True` runs the training step through `rg.compile`: the same results, bit for bit,
-    with less Python per step (steps with `on_after_backward` callbacks stay eager).
+    with less Python per step (`GradientClipping` runs inside the compiled step; any other
+    `on_after_backward` callback keeps training eager).
 
     >>> model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     >>> opt = rg.optim.Adam(model.parameters(), lr=1e-3)
@@ -239,11 +241,16 @@ def _train_epoch(state: TrainState, loader: Iterable, metrics: list[Metric],
 
 def _compiled_step(model: Module, loss_fn: Callable, optimizer: Any,
                    hooks: _CallbackList) -> Callable | None:
-    """One training step under `rg.compile`, or None when callbacks must run inside it."""
-    if hooks.on_after_backward:
-        warnings.warn("fit(compile=True): on_after_backward callbacks (e.g. gradient clipping) run "
-                      "between backward and the optimizer step, which a compiled step cannot "
-                      "replay; training eagerly", stacklevel=3)
+    """One training step under `rg.compile`, or None when callbacks must run inside it.
+
+    Of the callbacks that run between backward and the optimizer step, gradient clipping is
+    run inside the compiled step (it reads no value into Python); any other one makes the
+    training eager."""
+    clippers = [getattr(hook, "__self__", None) for hook in hooks.on_after_backward]
+    if not all(isinstance(c, GradientClipping) for c in clippers):
+        warnings.warn("fit(compile=True): on_after_backward callbacks other than "
+                      "GradientClipping run between backward and the optimizer step, which a "
+                      "compiled step cannot replay; training eagerly", stacklevel=3)
         return None
 
     def train_step(x, y):
@@ -251,10 +258,20 @@ def _compiled_step(model: Module, loss_fn: Callable, optimizer: Any,
         out = model(x)
         loss = loss_fn(out, y)
         loss.backward()
+        norms = tuple(c.clip() for c in clippers)
         optimizer.step()
+        return out, loss, norms
+
+    compiled = compile_step(train_step)
+
+    def step(x, y):
+        out, loss, norms = compiled(x, y)
+        for c, norm in zip(clippers, norms):
+            if norm is not None:          # read outside the compiled step, as eager sets it
+                c.last_norm = float(norm)
         return out, loss
 
-    return compile_step(train_step)
+    return step
 
 
 def _evaluate(model: Module, loader: Iterable, loss_fn: Callable | None, metrics: list[Metric],
