@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from . import dtypes
+from .autograd import array_function
 from .random import Generator, rng
 from .tensor import Tensor, _shape_arg
 
@@ -121,21 +122,37 @@ def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = F
 def rand(*size, generator: Generator | None = None, dtype: Any = None,
          requires_grad: bool = False) -> Tensor:
     """Uniform draws from [0, 1). `rg.rand(2, 3)` and `rg.rand((2, 3))` both work."""
-    return _new(_draw(rng(generator).random, size, dtype), requires_grad)
+    return _new(_draw("random", _shape_arg(size), _float_dtype(dtype), generator), requires_grad)
 
 
 def randn(*size, generator: Generator | None = None, dtype: Any = None,
           requires_grad: bool = False) -> Tensor:
     """Standard normal draws. `rg.randn(2, 3)` and `rg.randn((2, 3))` both work."""
-    return _new(_draw(rng(generator).standard_normal, size, dtype), requires_grad)
+    return _new(_draw("standard_normal", _shape_arg(size), _float_dtype(dtype), generator),
+                requires_grad)
 
 
-def _draw(method, size: tuple, dtype: Any) -> np.ndarray:
+# Draws are `array_function`s: a compiled step (rg.compile) draws anew at each replay, from the
+# generator as it is then (manual_seed replaces its NumPy generator), as the eager step would.
+
+@array_function
+def _draw(method: str, shape: tuple, dtype: np.dtype, generator: Generator | None) -> np.ndarray:
     """NumPy draws float32 and float64 only: float16 is drawn in float32 and rounded."""
-    dtype = _float_dtype(dtype)
+    draw = getattr(rng(generator), method)
     if dtype in (np.float32, np.float64):
-        return method(_shape_arg(size), dtype=dtype)
-    return method(_shape_arg(size), dtype=np.float32).astype(dtype)
+        return draw(shape, dtype=dtype)
+    return draw(shape, dtype=np.float32).astype(dtype)
+
+
+@array_function
+def _integers(low: int, high: int, shape: tuple, dtype: np.dtype,
+              generator: Generator | None) -> np.ndarray:
+    return rng(generator).integers(low, high, size=shape).astype(dtype, copy=False)
+
+
+@array_function
+def _permutation(n: int, generator: Generator | None) -> np.ndarray:
+    return rng(generator).permutation(n).astype(np.int64)
 
 
 def randint(*args, size=None, generator: Generator | None = None, dtype: Any = None) -> Tensor:
@@ -149,7 +166,7 @@ def randint(*args, size=None, generator: Generator | None = None, dtype: Any = N
     else:
         raise TypeError("randint: expected randint(high, size) or randint(low, high, size)")
     dtype = dtypes.int64 if dtype is None else dtypes.resolve(dtype)
-    return _new(rng(generator).integers(low, high, size=tuple(size)).astype(dtype, copy=False))
+    return _new(_integers(low, high, tuple(size), dtype, generator))
 
 
 def rand_like(t: Tensor, generator: Generator | None = None) -> Tensor:
@@ -161,4 +178,4 @@ def randn_like(t: Tensor, generator: Generator | None = None) -> Tensor:
 
 
 def randperm(n: int, generator: Generator | None = None) -> Tensor:
-    return _new(rng(generator).permutation(n).astype(np.int64))
+    return _new(_permutation(n, generator))

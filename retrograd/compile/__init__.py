@@ -11,8 +11,8 @@ forward and backward on arrays, no Tensors, no graph, no walk (`CompiledFunction
 
 The contract is torch.compile's `fullgraph`: the step computes through library ops. Reading
 values into Python (`.item()`, `bool(t)`, `float(t)`, comparisons, `.numpy()`), drawing random
-numbers other than inside ops (dropout draws inside, from the library's generator, so masks stay
-random per call and follow `rg.manual_seed`), in-place writes to tensors, and gradient hooks are
+numbers other than through the library (dropout masks and `rg.randn`-style draws are replayed:
+new per call, following `rg.manual_seed`), in-place writes to tensors, and gradient hooks are
 detected while recording: the step then stays eager for that signature, with one warning, or
 `fullgraph=True` raises `CompileError` at that point.
 
