@@ -114,6 +114,53 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str,
 ATOMIC_WRITE_STAGES = ("mkstemp", "write", "fsync", "chmod", "replace", "fsync_dir")
 
 
+def check_gradcheck(c: Case) -> None:
+    """A table row's op against float64 finite differences (`rg.gradcheck`)."""
+    import retrograd as rg
+    inputs = [rg.tensor(a, dtype=rg.float64, requires_grad=True) for a in c.arrays()]
+    assert rg.gradcheck(c.fn, inputs)
+
+
+def check_matches_torch(c: Case) -> None:
+    """A table row's outputs (values, dtypes, graph membership) and input gradients against
+    PyTorch's, in float32, for the same inputs and a random output gradient."""
+    import torch
+
+    import retrograd as rg
+    arrays = [a.astype(np.float32) for a in c.arrays()]
+    xs = [rg.tensor(a, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    outs, touts = as_list(c.fn(*xs)), as_list((c.torch_fn or c.fn)(*ts))
+
+    assert len(outs) == len(touts)
+    for i, (o, t) in enumerate(zip(outs, touts)):
+        assert isinstance(o, rg.Tensor), f"output {i} is a {type(o).__name__}"
+        assert rg.dtypes.name(o.dtype) == torch_dtype_name(t), f"output {i} dtype"
+        assert_close(o.data, t.detach().numpy(), f"output {i}")
+        # float results join the graph; bool and integer ones (comparisons, indices) never do
+        assert o.requires_grad == t.requires_grad, f"output {i} requires_grad"
+        assert (o.grad_fn is None) == (t.grad_fn is None), f"output {i} grad_fn"
+
+    pairs = [(o, t) for o, t in zip(outs, touts) if t.requires_grad]
+    if not pairs:
+        return
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(o.shape).astype(np.float32) for o, _ in pairs]
+    if len(pairs) == 1:
+        pairs[0][0].backward(grads[0])
+        pairs[0][1].backward(torch.from_numpy(grads[0]))
+    else:   # several outputs (split, chunk): backpropagate sum_i <g_i, out_i>
+        sum((o * g).sum() for (o, _), g in zip(pairs, grads)).backward()
+        torch.autograd.backward([t for _, t in pairs], [torch.from_numpy(g) for g in grads])
+    for i, (x, t) in enumerate(zip(xs, ts)):
+        if t.grad is None:
+            assert x.grad is None, f"input {i} got a gradient; PyTorch gives none"
+            continue
+        assert x.grad is not None, f"input {i} got no gradient"
+        assert x.grad.shape == x.shape and x.grad.dtype == x.dtype, f"input {i} gradient"
+        assert_close(x.grad.data, t.grad.numpy(), f"gradient of input {i}")
+
+
 def crash_atomic_write_at(monkeypatch, stage: str) -> None:
     """Make the next atomic write fail at `stage` with OSError("simulated crash at <stage>"); at
     "write" part of the bytes reach the temporary file first, as when a disk fills up."""

@@ -12,8 +12,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import (as_list, assert_close, away_from, case, distinct, integers, positive, real,
-                     scaled, torch_dtype_name, uniform)
+from helpers import (
+    assert_close,
+    away_from,
+    case,
+    check_gradcheck,
+    check_matches_torch,
+    distinct,
+    integers,
+    positive,
+    real,
+    scaled,
+    uniform,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -417,44 +428,12 @@ def test_case_names_are_unique():
 
 @pytest.mark.parametrize("c", GRADCHECK_CASES)
 def test_gradcheck_float64(c):
-    inputs = [rg.tensor(a, dtype=rg.float64, requires_grad=True) for a in c.arrays()]
-    assert rg.gradcheck(c.fn, inputs)
+    check_gradcheck(c)
 
 
 @pytest.mark.parametrize("c", CASES)
 def test_matches_torch(c):
-    arrays = [a.astype(np.float32) for a in c.arrays()]
-    xs = [rg.tensor(a, requires_grad=True) for a in arrays]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    outs, touts = as_list(c.fn(*xs)), as_list((c.torch_fn or c.fn)(*ts))
-
-    assert len(outs) == len(touts)
-    for i, (o, t) in enumerate(zip(outs, touts)):
-        assert isinstance(o, rg.Tensor), f"output {i} is a {type(o).__name__}"
-        assert rg.dtypes.name(o.dtype) == torch_dtype_name(t), f"output {i} dtype"
-        assert_close(o.data, t.detach().numpy(), f"output {i}")
-        # float results join the graph; bool and integer ones (comparisons, indices) never do
-        assert o.requires_grad == t.requires_grad, f"output {i} requires_grad"
-        assert (o.grad_fn is None) == (t.grad_fn is None), f"output {i} grad_fn"
-
-    pairs = [(o, t) for o, t in zip(outs, touts) if t.requires_grad]
-    if not pairs:
-        return
-    rng = np.random.default_rng(1)
-    grads = [rng.standard_normal(o.shape).astype(np.float32) for o, _ in pairs]
-    if len(pairs) == 1:
-        pairs[0][0].backward(grads[0])
-        pairs[0][1].backward(T(grads[0]))
-    else:   # several outputs (split, chunk): backpropagate sum_i <g_i, out_i>
-        sum((o * g).sum() for (o, _), g in zip(pairs, grads)).backward()
-        torch.autograd.backward([t for _, t in pairs], [T(g) for g in grads])
-    for i, (x, t) in enumerate(zip(xs, ts)):
-        if t.grad is None:
-            assert x.grad is None, f"input {i} got a gradient; PyTorch gives none"
-            continue
-        assert x.grad is not None, f"input {i} got no gradient"
-        assert x.grad.shape == x.shape and x.grad.dtype == x.dtype, f"input {i} gradient"
-        assert_close(x.grad.data, t.grad.numpy(), f"gradient of input {i}")
+    check_matches_torch(c)
 
 
 def test_max_with_dim_names_values_and_indices():

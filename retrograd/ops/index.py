@@ -46,11 +46,19 @@ class BasicIndex(Function):
 
 
 class AdvancedIndex(Function):
-    """Integer or boolean arrays: a copy. Repeated integer indices accumulate their gradients."""
+    """Integer or boolean arrays: a copy. Repeated integer indices accumulate their gradients.
+
+    The index arrays are inputs of the op, not part of a constant: `template` is the index with
+    each array's place (listed in `positions`) held by 0. So a compiled step (rg.compile) indexes
+    with each call's arrays, e.g. a DQN's `q[rg.arange(n), actions]` with new actions."""
 
     @staticmethod
-    def forward(ctx, x, index, accumulate):
-        ctx.shape, ctx.index, ctx.accumulate = x.shape, index, accumulate
+    def forward(ctx, x, *arrays, template, positions, accumulate):
+        index = list(template)
+        for i, a in zip(positions, arrays):
+            index[i] = a
+        index = tuple(index)
+        ctx.shape, ctx.index, ctx.accumulate, ctx.n_arrays = x.shape, index, accumulate, len(arrays)
         try:
             return x[index]
         except IndexError as e:
@@ -63,14 +71,26 @@ class AdvancedIndex(Function):
             np.add.at(out, ctx.index, grad)
         else:                       # boolean masks select each element at most once
             out[ctx.index] = grad
-        return out
+        return (out,) + (None,) * ctx.n_arrays
 
 
 def getitem(x, index):
-    index, advanced, integer_arrays = _normalize_index(index)
-    if advanced:
-        return AdvancedIndex.apply(x, index=index, accumulate=integer_arrays)
-    return BasicIndex.apply(x, index=index)
+    normalized, advanced, integer_arrays = _normalize_index(index)
+    if not advanced:
+        return BasicIndex.apply(x, index=normalized)
+    items = normalized if isinstance(normalized, tuple) else (normalized,)
+    positions = tuple(i for i, item in enumerate(items) if isinstance(item, np.ndarray))
+    # index tensors go in as tensors, so that a compiled step names them; lists became arrays
+    originals = index if isinstance(index, tuple) else (index,)
+    arrays = [originals[i] if _is_tensor(originals[i]) else items[i] for i in positions]
+    template = tuple(0 if i in positions else item for i, item in enumerate(items))
+    return AdvancedIndex.apply(x, *arrays, template=template, positions=positions,
+                               accumulate=integer_arrays)
+
+
+def _is_tensor(value) -> bool:
+    from ..tensor import Tensor
+    return isinstance(value, Tensor)
 
 
 class IndexPut(Function):
