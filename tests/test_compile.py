@@ -255,6 +255,20 @@ def test_library_random_draws_are_replayed_and_others_fall_back():
         compiled(rg.ones(1, 2))
 
 
+def test_index_tensors_are_inputs_of_the_replay():
+    """A DQN's Q(s, a): the actions index the outputs; each call's actions must be used."""
+    make = lambda: nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))  # noqa: E731
+
+    def loss_of(m, s, a, target):
+        return F.mse_loss(m(s)[rg.arange(s.shape[0]), a], target)
+
+    g = np.random.default_rng(0)
+    batches = [(rg.tensor(g.standard_normal((8, 4), dtype=np.float32)),
+                rg.tensor(g.integers(0, 3, 8)), rg.tensor(g.standard_normal(8, dtype=np.float32)))
+               for _ in range(3)]
+    _run_both(make, lambda p: optim.Adam(p, lr=1e-2), loss_of, batches, steps=12)
+
+
 def test_dropout_random_per_call_and_reproducible_under_seed():
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
     x = rg.ones(4, 8)
