@@ -438,6 +438,41 @@ def test_freezing_a_layer_or_adding_a_hook_records_again():
     assert compiled.recordings == 6
 
 
+def test_module_attributes_read_as_constants_are_guarded():
+    """A plain attribute a module's forward reads (a temperature, Dropout's p) is a constant of
+    the recording: changing it records again, and a value changed every call stops recording
+    (one warning) rather than filling memory."""
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.temperature = nn.Linear(3, 2), 1.0
+
+        def forward(self, x):
+            return self.lin(x) / self.temperature
+
+    m = Scaled()
+
+    @rg.compile(cache_size=4)
+    def infer(x):
+        with rg.no_grad():
+            return m(x)
+
+    x = rg.ones(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for temperature in (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0):
+            m.temperature = temperature
+            assert np.array_equal(infer(x).numpy(), m(x).detach().numpy()), temperature
+    assert infer.recordings == 4            # two per state, then replays, back to the first
+    with pytest.warns(CompileWarning, match=r"Scaled\.temperature changed"):
+        for temperature in np.linspace(3.0, 4.0, 6):
+            m.temperature = float(temperature)
+            assert np.array_equal(infer(x).numpy(), m(x).detach().numpy()), temperature
+    del m.temperature           # a guard's attribute gone: no match, and eager's own error
+    with pytest.warns(CompileWarning), pytest.raises(AttributeError, match="temperature"):
+        infer(x)
+
+
 def test_inference_step_compiles_under_no_grad_only():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.LayerNorm(3))
     x = rg.tensor(np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32))

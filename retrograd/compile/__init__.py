@@ -85,6 +85,9 @@ def _guard_expression(guards: tuple) -> Callable[[], bool]:
         if state_of is _module_state and state[1] == 0:     # the common case, spelled out
             terms.append(f"o{i}.training == s{i}[0] and not o{i}._forward_pre_hooks "
                          f"and not o{i}._forward_hooks")
+            for j, (attribute, value) in enumerate(state[2]):
+                names[f"a{i}_{j}"] = value
+                terms.append(f"o{i}.{attribute} == a{i}_{j}")
         elif state_of is _requires_grad:
             terms.append(f"o{i}.requires_grad == s{i}")
         else:
@@ -138,11 +141,18 @@ class CompiledFunction:
         entry = None
         if entries is not None:
             for e in entries:
-                if e.matches():
+                if _holds(e):
                     entry = e
                     break
             if entry is not None and entry.replay is not None:
                 return entry.replay(*arrays)
+            if entry is None and len(entries) >= self.cache_size:
+                # a guarded state keeps changing (e.g. an attribute set every step): as torch's
+                # recompile limit, stop recording for this signature's new states
+                self._warn(f"recorded {len(entries)} states of one input signature ("
+                           f"{_what_changed(entries[-1])} changed); new states run eagerly: pass "
+                           "a value that changes per call as an argument")
+                return self.fn(*args, **kwargs)
         if entry is None:
             entry = _Entry()
             self._cache.setdefault(key, []).append(entry)
@@ -189,6 +199,30 @@ class CompiledFunction:
             self._warned.add(reason)
             warnings.warn(f"rg.compile({getattr(self.fn, '__name__', 'step')}): running eagerly: "
                           f"{reason}", CompileWarning, stacklevel=3)
+
+
+def _holds(entry: _Entry) -> bool:
+    try:
+        return entry.matches()
+    except AttributeError:      # an attribute a guard reads was deleted since
+        return False
+
+
+def _what_changed(entry: _Entry) -> str:
+    """The first guard of `entry` that no longer holds, in words."""
+    from .tape import _module_state
+    for obj, state_of, state in entry.guards:
+        now = state_of(obj)
+        if now == state:
+            continue
+        if state_of is _module_state:
+            was = dict(state[2])
+            for name, value in now[2]:
+                if name in was and was[name] != value:
+                    return f"{type(obj).__name__}.{name}"
+            return f"{type(obj).__name__}'s mode, hooks or attributes"
+        return f"requires_grad of a tensor of shape {tuple(obj.shape)}"
+    return "a guarded state"
 
 
 def _observed() -> bool:

@@ -110,7 +110,7 @@ class Tape:
         self.nodes: dict[int, str] = {}                   # id(graph node) -> its ctx local
         self.inputs = [f"a{i}" for i in range(n_inputs)]
         self.breaks: list[str] = []
-        self.modules: dict = {}       # module -> training flag, for the replay guard
+        self.modules: dict = {}       # module -> _module_state, for the replay guard
         self.output: Any = None
         self._count = itertools.count()
         self._clock = WRITE_CLOCK[0]
@@ -606,8 +606,20 @@ def _requires_grad(t: Tensor) -> bool:
 
 
 def _module_state(module) -> tuple:
-    """What a replay assumes of a module: its train/eval mode and how many forward hooks it has."""
-    return module.training, len(module._forward_pre_hooks) + len(module._forward_hooks)
+    """What a replay assumes of a module: its train/eval mode, how many forward hooks it has, and
+    its plain attributes (numbers, strings, tuples of them: a Dropout's p, a temperature the
+    forward divides by), which the recording froze in as constants."""
+    return (module.training, len(module._forward_pre_hooks) + len(module._forward_hooks),
+            tuple((name, value) for name, value in vars(module).items()
+                  if name[0] != "_" and name != "training" and name.isidentifier()
+                  and _plain(value)))
+
+
+def _plain(value: Any) -> bool:
+    if type(value) in (bool, int, float, str, type(None)):
+        return True
+    return type(value) is tuple and all(type(v) in (bool, int, float, str, type(None))
+                                        for v in value)
 
 
 def _with_own(base: type, names: tuple) -> list[type]:
