@@ -33,6 +33,13 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[index]))
         return items[index][1]
 
+    def __setitem__(self, index: int, module: Module) -> None:
+        """Replace a layer in place, keeping its name: `model[-1] = nn.Linear(512, 10)`."""
+        names = list(self._modules)
+        if not -len(names) <= index < len(names):
+            raise IndexError(f"Sequential: index {index} is out of range for {len(names)} modules")
+        setattr(self, names[index], module)
+
     def __len__(self) -> int:
         return len(self._modules)
 
