@@ -473,6 +473,29 @@ def test_module_attributes_read_as_constants_are_guarded():
         infer(x)
 
 
+def test_replacing_a_layer_or_a_parameter_records_again():
+    """Fine-tuning: a new head, or a parameter rebound to another tensor, after compiling. The
+    replay must use the new objects, not the recorded ones."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+    @rg.compile
+    def infer(x):
+        with rg.no_grad():
+            return model(x)
+
+    x = rg.ones(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for change in (None, "head", "parameter"):
+            if change == "head":
+                model[2] = nn.Linear(4, 2)
+            elif change == "parameter":
+                model[0].weight = nn.Parameter(rg.randn(4, 3))
+            for _ in range(3):
+                assert np.array_equal(infer(x).numpy(), model(x).detach().numpy()), change
+    assert infer.recordings == 6
+
+
 def test_inference_step_compiles_under_no_grad_only():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.LayerNorm(3))
     x = rg.tensor(np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32))

@@ -88,6 +88,9 @@ def _guard_expression(guards: tuple) -> Callable[[], bool]:
             for j, (attribute, value) in enumerate(state[2]):
                 names[f"a{i}_{j}"] = value
                 terms.append(f"o{i}.{attribute} == a{i}_{j}")
+            for j, (registry, name, _) in enumerate(state[3]):
+                names[f"h{i}_{j}"] = getattr(obj, registry)[name]   # held: its id stays unique
+                terms.append(f"o{i}.{registry}[{name!r}] is h{i}_{j}")
         elif state_of is _requires_grad:
             terms.append(f"o{i}.requires_grad == s{i}")
         else:
@@ -204,7 +207,7 @@ class CompiledFunction:
 def _holds(entry: _Entry) -> bool:
     try:
         return entry.matches()
-    except AttributeError:      # an attribute a guard reads was deleted since
+    except (AttributeError, LookupError):     # an attribute or registry entry deleted since
         return False
 
 
@@ -220,6 +223,8 @@ def _what_changed(entry: _Entry) -> str:
             for name, value in now[2]:
                 if name in was and was[name] != value:
                     return f"{type(obj).__name__}.{name}"
+            if now[3] != state[3]:
+                return f"{type(obj).__name__}'s parameters, buffers or submodules"
             return f"{type(obj).__name__}'s mode, hooks or attributes"
         return f"requires_grad of a tensor of shape {tuple(obj.shape)}"
     return "a guarded state"

@@ -606,13 +606,20 @@ def _requires_grad(t: Tensor) -> bool:
 
 
 def _module_state(module) -> tuple:
-    """What a replay assumes of a module: its train/eval mode, how many forward hooks it has, and
-    its plain attributes (numbers, strings, tuples of them: a Dropout's p, a temperature the
-    forward divides by), which the recording froze in as constants."""
-    return (module.training, len(module._forward_pre_hooks) + len(module._forward_hooks),
-            tuple((name, value) for name, value in vars(module).items()
+    """What a replay assumes of a module: its train/eval mode, how many forward hooks it has, its
+    plain attributes (numbers, strings, tuples of them: a Dropout's p, a temperature the forward
+    divides by), which the recording froze in as constants, and which tensors and submodules its
+    attributes hold (by id: a replaced layer or parameter must not be replayed as the old one)."""
+    plain = tuple((name, value) for name, value in vars(module).items()
                   if name[0] != "_" and name != "training" and name.isidentifier()
-                  and _plain(value)))
+                  and _plain(value))
+    held = tuple((registry, name, id(value)) for registry in _REGISTRIES
+                 for name, value in getattr(module, registry).items())
+    return (module.training, len(module._forward_pre_hooks) + len(module._forward_hooks), plain,
+            held)
+
+
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
 
 
 def _plain(value: Any) -> bool:
