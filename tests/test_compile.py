@@ -496,6 +496,51 @@ def test_replacing_a_layer_or_a_parameter_records_again():
     assert infer.recordings == 6
 
 
+KL_WEIGHT = 0.0     # a global the step below reads, annealed between calls
+
+
+def test_plain_globals_and_closure_values_the_step_reads_are_guarded():
+    """KL annealing with a global weight, a scale from an enclosing scope: each is a constant of
+    the recording, so a change records again instead of replaying the old value."""
+    global KL_WEIGHT
+    lin = nn.Linear(3, 2)
+    scale = 1.0
+
+    @rg.compile
+    def loss(x):
+        with rg.no_grad():
+            out = lin(x)
+            return (out * scale).sum() + KL_WEIGHT * (out ** 2).sum()
+
+    x = rg.ones(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for KL_WEIGHT, scale in [(0.0, 1.0)] * 3 + [(0.5, 1.0)] * 3 + [(0.5, 3.0)] * 3:
+            out = lin(x).detach()
+            assert loss(x).item() == ((out * scale).sum() + KL_WEIGHT * (out ** 2).sum()).item()
+    assert loss.recordings == 6
+    KL_WEIGHT = 0.0
+
+
+STEPS_TAKEN = 0
+
+
+def test_a_step_that_assigns_a_global_runs_eagerly():
+    lin = nn.Linear(3, 2)
+
+    @rg.compile
+    def step(x):
+        global STEPS_TAKEN
+        STEPS_TAKEN += 1
+        with rg.no_grad():
+            return lin(x).sum()
+
+    with pytest.warns(CompileWarning, match="assigns the global STEPS_TAKEN"):
+        for _ in range(4):
+            step(rg.ones(1, 3))
+    assert STEPS_TAKEN == 4
+
+
 def test_inference_step_compiles_under_no_grad_only():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.LayerNorm(3))
     x = rg.tensor(np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32))

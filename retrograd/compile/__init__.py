@@ -75,6 +75,48 @@ class _Entry:
         self.matches = _guard_expression(guards)
 
 
+class _Global:
+    """The state function of a global variable the step function reads."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, namespace: dict) -> Any:
+        return namespace.get(self.name, _Global)      # the class itself: "not defined"
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:          # an empty cell: a variable not yet assigned
+        return _Global
+
+
+def _free_values(fn: Callable) -> tuple:
+    """Guards on the plain values (numbers, strings, tuples of them) the step function reads from
+    its globals and closure: a `beta` annealed between calls is a constant of the recording."""
+    from .tape import _plain
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    guards = []
+    namespace = fn.__globals__
+    for name in code.co_names:
+        if name in namespace and _plain(namespace[name]):
+            guards.append((namespace, _Global(name), namespace[name]))
+    for cell in fn.__closure__ or ():
+        value = _cell_value(cell)
+        if _plain(value):
+            guards.append((cell, _cell_value, value))
+    return tuple(guards)
+
+
+def _describe(state_of: Callable) -> str:
+    if isinstance(state_of, _Global):
+        return f"the global {state_of.name}"
+    return "a variable it closes over"
+
+
 def _guard_expression(guards: tuple) -> Callable[[], bool]:
     """A function returning whether every (object, state function, recorded state) still holds."""
     from .tape import _module_state, _requires_grad
@@ -82,6 +124,12 @@ def _guard_expression(guards: tuple) -> Callable[[], bool]:
     terms = []
     for i, (obj, state_of, state) in enumerate(guards):
         names[f"o{i}"], names[f"s{i}"], names[f"f{i}"] = obj, state, state_of
+        if isinstance(state_of, _Global):
+            terms.append(f"o{i}[{state_of.name!r}] == s{i}")
+            continue
+        if state_of is _cell_value:
+            terms.append(f"o{i}.cell_contents == s{i}")
+            continue
         if state_of is _module_state and state[1] == 0:     # the common case, spelled out
             terms.append(f"o{i}.training == s{i}[0] and not o{i}._forward_pre_hooks "
                          f"and not o{i}._forward_hooks")
@@ -174,9 +222,14 @@ class CompiledFunction:
         if len({id(a) for a in arrays}) != len(arrays):
             tape.fail("the same array is passed as two arguments")
         self.recordings += 1
+        free = _free_values(self.fn)
         with recording(tape):
             out = self.fn(*args, **kwargs)
             tape.set_output(out)
+            for namespace, state_of, value in free:
+                if state_of(namespace) != value:
+                    tape.fail(f"the step assigns {_describe(state_of)}; the replay "
+                              "would not (keep such state outside the compiled function)")
         tape.release()
         if tape.breaks:
             entry.eager = True
@@ -184,7 +237,7 @@ class CompiledFunction:
             return out
         if entry.tape is None:                 # first recording: keep it to check the second
             entry.tape = tape
-            entry.guards = tape.guards()
+            entry.guards = tape.guards() + free
             return out
         difference = entry.tape.difference(tape)
         entry.tape = None
@@ -207,7 +260,7 @@ class CompiledFunction:
 def _holds(entry: _Entry) -> bool:
     try:
         return entry.matches()
-    except (AttributeError, LookupError):     # an attribute or registry entry deleted since
+    except (AttributeError, LookupError, ValueError):   # what a guard reads was deleted since
         return False
 
 
@@ -218,6 +271,8 @@ def _what_changed(entry: _Entry) -> str:
         now = state_of(obj)
         if now == state:
             continue
+        if isinstance(state_of, _Global) or state_of is _cell_value:
+            return _describe(state_of)
         if state_of is _module_state:
             was = dict(state[2])
             for name, value in now[2]:
