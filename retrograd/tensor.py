@@ -364,11 +364,27 @@ class Tensor:
     def chunk(self, chunks: int, dim: int = 0): return ops_index.chunk(self, chunks, dim)
     def contiguous(self): return self
 
+    # gathering along a dimension (retrograd/ops/scatter_gather.py)
+    def gather(self, dim: int, index): return ops_gather.gather(self, dim, index)
+    def take_along_dim(self, indices, dim=None):
+        return ops_gather.take_along_dim(self, indices, dim)
+    def index_select(self, dim: int, index): return ops_gather.index_select(self, dim, index)
+    def scatter(self, dim: int, index, src=None, value=None):
+        return ops_gather.scatter(self, dim, index, src, value=value)
+    def scatter_add(self, dim: int, index, src):
+        return ops_gather.scatter_add(self, dim, index, src)
+    def masked_fill(self, mask, value): return ops_gather.masked_fill(self, mask, value)
+    def narrow(self, dim: int, start: int, length: int):
+        return ops_gather.narrow(self, dim, start, length)
+    def select(self, dim: int, index: int): return ops_gather.select(self, dim, index)
+
     # -- elementwise math -----------------------------------------------------------------------------
     def exp(self): return Exp.apply(self)
     def log(self): return Log.apply(self)
     def log1p(self): return Log1p.apply(self)
     def sqrt(self): return Sqrt.apply(self)
+    def rsqrt(self): return ops_elementwise.Rsqrt.apply(self)
+    def sign(self): return ops_elementwise.Sign.apply(self)
     def abs(self): return Abs.apply(self)
     def sin(self): return Sin.apply(self)
     def cos(self): return Cos.apply(self)
@@ -379,6 +395,8 @@ class Tensor:
     def square(self): return Mul.apply(self, self)
     def pow(self, exponent): return Pow.apply(self, exponent)
     def matmul(self, other): return MatMul.apply(self, other)
+    def bmm(self, mat2): return ops_linalg.BMM.apply(self, mat2)
+    def outer(self, vec2): return ops_linalg.Outer.apply(self, vec2)
     def maximum(self, other): return Maximum.apply(self, other)
     def minimum(self, other): return Minimum.apply(self, other)
     def clamp(self, min=None, max=None): return ops_elementwise.clamp(self, min, max)
@@ -425,6 +443,12 @@ class Tensor:
     def argmin(self, dim=None, keepdim=False, **aliases):
         return ops_reduce.arg_reduce(np.argmin, self, dim, keepdim, aliases)
 
+    def prod(self, dim=None, keepdim=False, **aliases):
+        return ops_reduce.prod(self, dim, keepdim, aliases)
+
+    def norm(self, p=2, dim=None, keepdim=False):
+        return ops_reduce.norm(self, p, dim, keepdim)
+
     def logsumexp(self, dim=None, keepdim=False, **aliases):
         dim, keepdim = _reduce_args(dim, keepdim, aliases)
         return LogSumExp.apply(self, dim=dim, keepdim=keepdim)
@@ -434,6 +458,26 @@ class Tensor:
 
     def log_softmax(self, dim: int = -1, **aliases):
         return LogSoftmax.apply(self, dim=_dim(dim, aliases))
+
+    # -- ordering, scans and triangles (retrograd/ops/order.py) --------------------------------------
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        return ops_order.sort(self, dim, descending, stable)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        return ops_order.argsort(self, dim, descending, stable)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        return ops_order.topk(self, k, dim, largest, sorted)
+
+    def flip(self, *args, dims=None):
+        """x.flip(0, 1), x.flip((0, 1)) or x.flip(dims=(0, 1))."""
+        return ops_order.flip(self, _shape_arg(args) if dims is None else dims)
+
+    def roll(self, shifts, dims=None): return ops_order.roll(self, shifts, dims)
+    def cumsum(self, dim: int): return ops_order.cumsum(self, dim)
+    def cumprod(self, dim: int): return ops_order.cumprod(self, dim)
+    def tril(self, diagonal: int = 0): return ops_order.tril(self, diagonal)
+    def triu(self, diagonal: int = 0): return ops_order.triu(self, diagonal)
 
 
 # -- argument helpers shared by Tensor methods and the functional API --------------------------------
@@ -500,6 +544,9 @@ import weakref  # noqa: E402
 from . import autograd, inplace  # noqa: E402
 from .ops import elementwise as ops_elementwise  # noqa: E402
 from .ops import index as ops_index  # noqa: E402
+from .ops import linalg as ops_linalg  # noqa: E402
+from .ops import order as ops_order  # noqa: E402
+from .ops import scatter_gather as ops_gather  # noqa: E402
 from .ops import reduce as ops_reduce  # noqa: E402
 from .ops import shape as ops_shape  # noqa: E402
 from .ops.arithmetic import Add, Div, Mul, Neg, Pow, Sub  # noqa: E402
@@ -509,3 +556,5 @@ from .ops.linalg import MatMul  # noqa: E402
 from .ops.reduce import (AMax, AMin, LogSoftmax, LogSumExp, Mean, Softmax, Sum,  # noqa: E402
                          Var)
 from .ops.shape import Permute, Reshape, Tile  # noqa: E402
+
+# by name: `from .ops import gather` would give the function rg.gather, not the module

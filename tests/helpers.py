@@ -114,6 +114,29 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str,
 ATOMIC_WRITE_STAGES = ("mkstemp", "write", "fsync", "chmod", "replace", "fsync_dir")
 
 
+def op_table_tests(cases: list, gradcheck_only: list = ()) -> tuple:
+    """The tests of an op table, for a test module to bind at top level:
+
+        test_names, test_gradcheck_float64, test_matches_torch = op_table_tests(CASES)
+
+    `gradcheck_only` rows are checked by finite differences alone (where PyTorch itself cannot
+    compute the gradient to compare with)."""
+    checked = [c for c in [*cases, *gradcheck_only] if c.values[0].gradcheck]
+
+    def test_case_names_are_unique():
+        names = [c.id for c in [*cases, *gradcheck_only]]
+        assert len(names) == len(set(names))
+
+    @pytest.mark.parametrize("c", checked)
+    def test_gradcheck_float64(c):
+        check_gradcheck(c)
+
+    @pytest.mark.parametrize("c", cases)
+    def test_matches_torch(c):
+        check_matches_torch(c)
+
+    return test_case_names_are_unique, test_gradcheck_float64, test_matches_torch
+
 def check_gradcheck(c: Case) -> None:
     """A table row's op against float64 finite differences (`rg.gradcheck`)."""
     import retrograd as rg

@@ -16,10 +16,9 @@ from helpers import (
     assert_close,
     away_from,
     case,
-    check_gradcheck,
-    check_matches_torch,
     distinct,
     integers,
+    op_table_tests,
     positive,
     real,
     scaled,
@@ -418,22 +417,7 @@ CASES = [
          gradcheck=False),
 ]
 
-GRADCHECK_CASES = [p for p in CASES if p.values[0].gradcheck]
-
-
-def test_case_names_are_unique():
-    names = [p.id for p in CASES]
-    assert len(names) == len(set(names))
-
-
-@pytest.mark.parametrize("c", GRADCHECK_CASES)
-def test_gradcheck_float64(c):
-    check_gradcheck(c)
-
-
-@pytest.mark.parametrize("c", CASES)
-def test_matches_torch(c):
-    check_matches_torch(c)
+test_case_names_are_unique, test_gradcheck_float64, test_matches_torch = op_table_tests(CASES)
 
 
 def test_max_with_dim_names_values_and_indices():

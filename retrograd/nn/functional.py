@@ -13,6 +13,7 @@ from ..ops.arithmetic import Mul
 from ..ops.attention import dropout_scale, scaled_dot_product_attention  # noqa: F401
 from ..ops.conv import conv1d, conv2d, conv_transpose2d  # noqa: F401
 from ..ops.embedding import embedding  # noqa: F401
+from ..ops.scatter_gather import OneHot
 from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                         cross_entropy, huber_loss, kl_div, l1_loss, mse_loss, nll_loss,
                         smooth_l1_loss)
@@ -20,6 +21,18 @@ from ..ops.norm import batch_norm_train, layer_norm  # noqa: F401
 from ..ops.pool import (adaptive_avg_pool2d, avg_pool2d, interpolate, max_pool1d,  # noqa: F401
                         max_pool2d)
 from ..tensor import Tensor
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index; with
+    num_classes=-1, one more than the largest index. No gradient. An op, so a compiled step
+    replays it with each call's indices.
+
+    >>> F.one_hot(rg.tensor([0, 2]), 3)          # [[1, 0, 0], [0, 0, 1]]
+    """
+    if not isinstance(tensor, Tensor):
+        tensor = np.asarray(tensor)
+    return OneHot.apply(tensor, num_classes=int(num_classes))
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

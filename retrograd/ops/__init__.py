@@ -10,8 +10,11 @@ from ..tensor import Tensor, _dim, _reduce_args, _shape_arg
 from .arithmetic import Add, Div, Mul, Neg, Pow, Sub
 from .elementwise import (ELU, GELU, Abs, Cos, Exp, LeakyReLU, Log, Log1p, Maximum, Minimum, ReLU,
                           Sigmoid, Sin, Softplus, Sqrt, Tanh, Where, clamp)
+from .scatter_gather import (gather, index_select, masked_fill, narrow, scatter, scatter_add, select,
+                     take_along_dim)
 from .index import cat, chunk, pad, split, stack
-from .linalg import linear, matmul
+from .linalg import bmm, einsum, linear, matmul, outer
+from .order import argsort, cumprod, cumsum, flip, roll, sort, topk, tril, triu
 from .reduce import LogSoftmax, LogSumExp, Softmax
 
 
@@ -30,6 +33,8 @@ def exp(x): return Exp.apply(x)
 def log(x): return Log.apply(x)
 def log1p(x): return Log1p.apply(x)
 def sqrt(x): return Sqrt.apply(x)
+def rsqrt(x): return _t(x).rsqrt()
+def sign(x): return _t(x).sign()
 def abs(x): return Abs.apply(x)  # noqa: A001
 def sin(x): return Sin.apply(x)
 def cos(x): return Cos.apply(x)
@@ -73,6 +78,22 @@ def max(x, dim=None, keepdim=False, **aliases): return _t(x).max(dim, keepdim, *
 def min(x, dim=None, keepdim=False, **aliases): return _t(x).min(dim, keepdim, **aliases)  # noqa
 def argmax(x, dim=None, keepdim=False, **aliases): return _t(x).argmax(dim, keepdim, **aliases)
 def argmin(x, dim=None, keepdim=False, **aliases): return _t(x).argmin(dim, keepdim, **aliases)
+
+
+def prod(x, dim=None, keepdim=False, **aliases):
+    """Product of all elements, or along one dimension.
+
+    >>> rg.prod(rg.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=1)     # tensor([ 2., 12.])
+    """
+    return _t(x).prod(dim, keepdim, **aliases)
+
+
+def norm(x, p=2, dim=None, keepdim: bool = False):
+    """The p-norm over `dim` (all elements by default); p a number (inf and 0 too) or 'fro'.
+
+    >>> rg.norm(rg.tensor([[3.0, 4.0], [0.0, 0.0]]), dim=1)      # tensor([5., 0.])
+    """
+    return _t(x).norm(p, dim, keepdim)
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, **aliases):
@@ -123,4 +144,8 @@ __all__ = [
     "argmin", "logsumexp", "softmax", "log_softmax", "matmul", "linear", "reshape", "flatten",
     "transpose", "swapaxes", "swapdims", "permute", "squeeze", "unsqueeze", "broadcast_to", "tile",
     "cat", "concatenate", "concat", "stack", "split", "chunk", "pad",
+    "gather", "scatter", "scatter_add", "index_select", "take_along_dim", "masked_fill", "narrow",
+    "select",
+    "sort", "argsort", "topk", "flip", "roll", "cumsum", "cumprod", "tril", "triu",
+    "einsum", "bmm", "outer", "prod", "norm", "sign", "rsqrt",
 ]

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .. import dtypes
 from ..autograd import Function
 
 try:  # SciPy's erf and expit are exact single-pass ufuncs; without SciPy the fallbacks below are
@@ -90,6 +91,36 @@ class Sqrt(Function):
         (out,) = ctx.saved_tensors
         return grad / (2 * out)
 
+
+
+class Rsqrt(Function):
+    """1 / sqrt(x); integer inputs give the default float dtype, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, x):
+        if x.dtype.kind != "f":
+            x = x.astype(dtypes.get_default_dtype())
+        out = np.sqrt(x, out=np.empty_like(x))      # an array even when x is 0-d
+        np.divide(1, out, out=out)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out * out * out) * -0.5     # d/dx x^(-1/2) = -x^(-3/2) / 2
+
+
+class Sign(Function):
+    """-1, 0 or 1; piecewise constant, so its gradient is zero everywhere (as in PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy() if x.dtype == np.bool_ else np.sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.zeros(grad.shape, grad.dtype)
 
 class Abs(Function):
     @staticmethod

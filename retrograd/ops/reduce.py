@@ -1,8 +1,10 @@
-"""Reductions (sum, mean, var, max/min, logsumexp) and the softmax family, numerically stable."""
+"""Reductions (sum, mean, var, max/min, logsumexp, prod, norm) and the softmax family, numerically
+stable."""
 from __future__ import annotations
 
 import math
 from collections import namedtuple
+from typing import Any
 
 import numpy as np
 
@@ -267,3 +269,124 @@ class LogSoftmax(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return grad - np.exp(out) * grad.sum(axis=ctx.dim, keepdims=True)
+
+
+def _others_product(x: np.ndarray, axes: tuple) -> np.ndarray:
+    """For each element, the product of the other elements of its slice over `axes`: exclusive
+    cumulative products from either end, multiplied (exact with any number of zeros, no
+    division)."""
+    rest = [i for i in range(x.ndim) if i not in axes]
+    moved = np.transpose(x, rest + list(axes))
+    flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), x.dtype)
+    left = np.concatenate([ones, np.cumprod(flat[..., :-1], axis=-1)], axis=-1)
+    right = np.concatenate([np.cumprod(flat[..., :0:-1], axis=-1)[..., ::-1], ones], axis=-1)
+    return np.transpose((left * right).reshape(moved.shape), np.argsort(rest + list(axes)))
+
+
+class Prod(Function):
+    """Product of elements. d(prod)/dx_i is the product of the other elements: out / x_i when no
+    element is zero, and from exclusive cumulative products otherwise (as PyTorch does)."""
+
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False):
+        dim = _numpy_dim(dim, x.ndim)
+        _axes(dim, x.ndim)      # a dimension out of range is an IndexError naming it
+        out = np.prod(x, axis=dim, keepdims=keepdim)   # int32 and bool give int64, as in PyTorch
+        ctx.save_for_backward(x, out)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        g = _keep(grad, x.shape, ctx.dim, ctx.keepdim)
+        if x.ndim == 0:
+            return grad
+        if x.size == 0 or not (x == 0).any():
+            return g * (_keep(out, x.shape, ctx.dim, ctx.keepdim) / x)
+        return g * _others_product(x, _axes(ctx.dim, x.ndim))
+
+
+def prod(x, dim=None, keepdim: bool = False, aliases: dict | None = None):
+    """Product of all elements, or along one dimension (`dim` an int, as torch.prod).
+
+    >>> rg.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(dim=1)     # tensor([ 2., 12.])
+    """
+    from ..tensor import _reduce_args
+    dim, keepdim = _reduce_args(dim, keepdim, aliases or {})
+    if dim is not None and not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"prod: dim must be an int or None, got {dim!r}")
+    return Prod.apply(x, dim=dim, keepdim=keepdim)
+
+
+class Norm(Function):
+    """The vector p-norm over `dim` (PyTorch's linalg.vector_norm), with PyTorch's gradients: zero
+    where the norm is zero (p >= 1) or the element is zero (p < 1), the gradient of the max-norm
+    shared evenly among tied elements."""
+
+    @staticmethod
+    def forward(ctx, x, p=2.0, dim=None, keepdim=False):
+        dim = _numpy_dim(dim, x.ndim)
+        _axes(dim, x.ndim)
+        if p == 2:
+            out = np.sqrt(np.add.reduce(x * x, dim, keepdims=keepdim))
+        elif p == 1:
+            out = np.add.reduce(np.abs(x), dim, keepdims=keepdim)
+        elif p == 0:
+            out = np.add.reduce(x != 0, dim, dtype=x.dtype, keepdims=keepdim)
+        elif math.isinf(p):
+            if x.size == 0:
+                raise ValueError(f"norm: the {p} norm of an empty tensor (shape {x.shape}) is not "
+                                 "defined: the reduction has no identity")
+            out = (np.max if p > 0 else np.min)(np.abs(x), axis=dim, keepdims=keepdim)
+        else:
+            out = np.add.reduce(np.abs(x) ** p, dim, keepdims=keepdim) ** (1 / p)
+        ctx.save_for_backward(x, out)
+        ctx.p, ctx.dim, ctx.keepdim = p, dim, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        p, dim = ctx.p, ctx.dim
+        g = _keep(grad, x.shape, dim, ctx.keepdim)
+        norm = _keep(out, x.shape, dim, ctx.keepdim)
+        if p == 0:
+            return None     # a count: no gradient (PyTorch leaves it undefined too)
+        if p == 1:
+            return g * np.sign(x)
+        if math.isinf(p):
+            a = np.abs(x)
+            mask = (a == norm) | np.isnan(a)
+            return np.sign(x) * mask * (g / mask.sum(axis=dim, keepdims=True))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == 2:
+                return x * np.where(norm == 0, 0, g / norm)
+            a = np.abs(x)
+            if p < 1:
+                return (np.sign(x) * np.where(x == 0, 0, a ** (p - 1))) * (g * norm ** (1 - p))
+            scale = np.where(norm == 0, 0, g / norm ** (p - 1))
+            return (np.sign(x) * a ** (p - 1) if p < 2 else x * a ** (p - 2)) * scale
+
+
+def norm(x, p: Any = 2, dim=None, keepdim: bool = False):
+    """The p-norm of the elements over `dim` (all of them by default): p in {1, 2, inf, -inf, 0} or
+    any other number, or "fro" (the 2-norm over at most two dimensions), as torch.norm.
+
+    >>> rg.tensor([[3.0, 4.0], [0.0, 0.0]]).norm(dim=1)      # tensor([5., 0.])
+    """
+    if isinstance(dim, list):
+        dim = tuple(dim)
+    if isinstance(p, str):
+        if p != "fro":
+            raise ValueError(f"norm: p={p!r} is not supported; use a number or 'fro'")
+        if isinstance(dim, tuple) and len(dim) > 2:
+            raise ValueError(f"norm: p='fro' takes at most 2 dimensions, got dim={dim}")
+        p = 2
+    if not isinstance(p, (int, float, np.integer, np.floating)) or isinstance(p, bool):
+        raise TypeError(f"norm: p must be a number or 'fro', got {p!r}")
+    if np.dtype(x.dtype).kind != "f":
+        raise RuntimeError(f"norm: expected a floating-point tensor, got dtype {x.dtype} (convert "
+                           "it with .float() first)")
+    return Norm.apply(x, p=float(p), dim=dim, keepdim=bool(keepdim))
