@@ -269,6 +269,31 @@ def test_index_tensors_are_inputs_of_the_replay():
     _run_both(make, lambda p: optim.Adam(p, lr=1e-2), loss_of, batches, steps=12)
 
 
+def test_max_and_argmax_indices_are_found_again_at_each_replay():
+    """A DQN target takes max(1).values of the next states' Q-values, double DQN indexes with
+    argmax(1): the maxima must be each call's, not the recorded call's."""
+    @rg.compile
+    def targets(q_next, q_online):
+        with rg.no_grad():
+            best = q_online.argmax(1)
+            return q_next.max(1).values, q_next[rg.arange(q_next.shape[0]), best], q_next.min(0)
+
+    g = np.random.default_rng(0)
+    first = rg.tensor(g.standard_normal((5, 3), dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for i in range(6):
+            q_next = first if i < 3 else rg.tensor(g.standard_normal((5, 3), dtype=np.float32))
+            q_online = rg.tensor(g.standard_normal((5, 3), dtype=np.float32))
+            top, chosen, low = targets(q_next, q_online)
+            assert np.array_equal(top.numpy(), q_next.numpy().max(1))
+            assert np.array_equal(chosen.numpy(), q_next.numpy()[np.arange(5),
+                                                                 q_online.numpy().argmax(1)])
+            assert type(low).__name__ == "MaxMin"
+            assert np.array_equal(low.indices.numpy(), q_next.numpy().argmin(0))
+    assert targets.recordings == 2
+
+
 def test_dropout_random_per_call_and_reproducible_under_seed():
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
     x = rg.ones(4, 8)

@@ -39,7 +39,7 @@ from ..tensor import WRITE_CLOCK, Tensor, _wrap
 _ESCAPES = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__",
             "__array__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "eq", "ne",
             "lt", "le", "gt", "ge", "__invert__", "__and__", "__or__", "__xor__", "any", "all",
-            "isnan", "isinf", "isfinite", "argmax", "argmin")
+            "isnan", "isinf", "isfinite")
 
 
 def _deliver(leaf: Tensor, g: np.ndarray, copy: bool) -> None:
@@ -474,6 +474,8 @@ class Tape:
                 self.fail("the step returns a tensor it did not compute")
                 return ("const", value)
             return ("tensor", known[0], known[1])
+        if isinstance(value, tuple) and hasattr(type(value), "_fields"):   # e.g. max's (values,
+            return ("namedtuple", [self._output_spec(v) for v in value], type(value))  # indices)
         if isinstance(value, (tuple, list)):
             return (type(value).__name__, [self._output_spec(v) for v in value])
         if isinstance(value, dict):
@@ -523,6 +525,8 @@ class Tape:
             return "{" + ", ".join(f"{k!r}: {self._output_source(v)}"
                                    for k, v in spec[1].items()) + "}"
         items = [self._output_source(v) for v in spec[1]]
+        if kind == "namedtuple":
+            return f"{self._object(spec[2], 'Y')}({', '.join(items)})"
         if kind == "tuple":
             return "(" + "".join(item + ", " for item in items) + ")"
         return "[" + ", ".join(items) + "]"

@@ -143,15 +143,21 @@ def _var(n: Node) -> str:
 
 @converter("TakeAlongDim")
 def _take_along_dim(n: Node) -> str:
-    # x.max(dim) / x.min(dim): the indices were found outside the graph, so tell from the values
+    # x.max(dim), x.min(dim), sort, topk: values at the indices an op found (ArgExtreme, ArgSort)
     dim, keepdim = n.kwargs["dim"], n.kwargs.get("keepdim", True)
-    x, out = n.array(0), n.out if keepdim else np.expand_dims(n.out, n.kwargs["dim"])
-    for op, ref in (("ReduceMax", x.max(axis=dim, keepdims=True)),
-                    ("ReduceMin", x.min(axis=dim, keepdims=True))):
-        if np.array_equal(out, ref, equal_nan=True):
-            return n.b.reduce(op, n.value(0), dim, keepdim)
-    raise n.fail("gathers at indices computed outside the graph; only max/min along a dim "
-                 "can be exported")
+    out = n.emit("GatherElements", [n.value(0), n.value(1)], axis=int(dim))
+    return out if keepdim else n.b.squeeze(out, [dim])
+
+
+@converter("ArgExtreme")
+def _arg_extreme(n: Node) -> str:
+    dim, keepdim = n.kwargs.get("dim"), n.kwargs.get("keepdim", False)
+    op = "ArgMin" if n.kwargs.get("smallest") else "ArgMax"
+    x = n.value(0)
+    if dim is None:       # over all elements: the index into the flattened tensor
+        flat = n.emit("Reshape", [x, n.b.ints([-1])])
+        return n.b.squeeze(n.emit(op, [flat], axis=0, keepdims=1), [0])
+    return n.emit(op, [x], axis=int(dim), keepdims=int(bool(keepdim)))
 
 
 @converter("Softmax", "LogSoftmax")

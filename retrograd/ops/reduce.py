@@ -187,17 +187,32 @@ def max_min(x, dim, keepdim, aliases, kind: str):
         return values if dim is None else MaxMin(values, _wrap(np.zeros((), dtype=np.int64)))
     if x.data.shape[dim] == 0:
         raise ValueError(f"{kind}(): dimension {dim} of shape {x.shape} is empty")
-    indices = (np.argmax if kind == "max" else np.argmin)(x.data, axis=dim, keepdims=True)
+    indices = ArgExtreme.apply(x, dim=dim, keepdim=True, smallest=kind == "min")
     values = TakeAlongDim.apply(x, indices, dim=dim, keepdim=keepdim)
-    return MaxMin(values, _wrap(indices if keepdim else indices.squeeze(dim)))
+    return MaxMin(values, indices if keepdim else indices.squeeze(dim))
+
+
+class ArgExtreme(Function):
+    """Indices of the largest (or smallest) elements along `dim`, of all elements for None; int64,
+    no gradient. An op rather than a NumPy call on `.data`, so that a compiled step (rg.compile)
+    finds them again at every replay: a DQN's `max(1).values` picks each call's maxima."""
+
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False, smallest=False):
+        find = np.argmin if smallest else np.argmax
+        if dim is None:
+            return np.asarray(find(x), dtype=np.int64)
+        return find(x, axis=dim, keepdims=keepdim).astype(np.int64, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None
 
 
 def arg_reduce(fn, x, dim, keepdim, aliases):
-    from ..tensor import _reduce_args, _wrap
+    from ..tensor import _reduce_args
     dim, keepdim = _reduce_args(dim, keepdim, aliases)
-    if dim is None:
-        return _wrap(np.asarray(fn(x.data), dtype=np.int64))
-    return _wrap(fn(x.data, axis=dim, keepdims=keepdim).astype(np.int64, copy=False))
+    return ArgExtreme.apply(x, dim=dim, keepdim=keepdim, smallest=fn is np.argmin)
 
 
 def _stable_max(x: np.ndarray, dim) -> np.ndarray:
