@@ -304,14 +304,14 @@ class Tensor:
     def __setitem__(self, index, value) -> None:
         inplace.setitem(self, index, value)
 
-    # -- comparisons: bool tensors, never part of the graph -------------------------------------------
+    # -- comparisons and tests: bool tensors, never part of the graph (ops, for rg.compile) -------
     def __eq__(self, other): return _compare(np.equal, self, other)
     def __ne__(self, other): return _compare(np.not_equal, self, other)
     def __lt__(self, other): return _compare(np.less, self, other)
     def __le__(self, other): return _compare(np.less_equal, self, other)
     def __gt__(self, other): return _compare(np.greater, self, other)
     def __ge__(self, other): return _compare(np.greater_equal, self, other)
-    def __invert__(self): return _wrap(~self.data)
+    def __invert__(self): return Predicate.apply(self, fn=np.invert)
     def __and__(self, other): return _compare(np.logical_and, self, other)
     def __or__(self, other): return _compare(np.logical_or, self, other)
     def __xor__(self, other): return _compare(np.logical_xor, self, other)
@@ -320,15 +320,15 @@ class Tensor:
 
     def any(self, dim=None, keepdim=False, **aliases):
         dim, keepdim = _reduce_args(dim, keepdim, aliases)
-        return _wrap(np.any(self.data, axis=dim, keepdims=keepdim))
+        return Predicate.apply(self, fn=np.any, axis=dim, keepdims=keepdim)
 
     def all(self, dim=None, keepdim=False, **aliases):
         dim, keepdim = _reduce_args(dim, keepdim, aliases)
-        return _wrap(np.all(self.data, axis=dim, keepdims=keepdim))
+        return Predicate.apply(self, fn=np.all, axis=dim, keepdims=keepdim)
 
-    def isnan(self): return _wrap(np.isnan(self.data))
-    def isinf(self): return _wrap(np.isinf(self.data))
-    def isfinite(self): return _wrap(np.isfinite(self.data))
+    def isnan(self): return Predicate.apply(self, fn=np.isnan)
+    def isinf(self): return Predicate.apply(self, fn=np.isinf)
+    def isfinite(self): return Predicate.apply(self, fn=np.isfinite)
 
     # -- indexing and shape ---------------------------------------------------------------------------
     def __getitem__(self, index): return ops_index.getitem(self, index)
@@ -535,8 +535,7 @@ def _wrap(array: Any) -> Tensor:
 
 
 def _compare(ufunc, a: Tensor, b: Any) -> Tensor:
-    b = b.data if isinstance(b, Tensor) else b
-    return _wrap(ufunc(a.data, b))
+    return Predicate.apply(a, b, fn=ufunc)
 
 
 import weakref  # noqa: E402
@@ -551,7 +550,7 @@ from .ops import reduce as ops_reduce  # noqa: E402
 from .ops import shape as ops_shape  # noqa: E402
 from .ops.arithmetic import Add, Div, Mul, Neg, Pow, Sub  # noqa: E402
 from .ops.elementwise import (Abs, Cast, Clone, Cos, Exp, Log, Log1p, Maximum,  # noqa: E402
-                              Minimum, ReLU, Sigmoid, Sin, Sqrt, Tanh)
+                              Minimum, Predicate, ReLU, Sigmoid, Sin, Sqrt, Tanh)
 from .ops.linalg import MatMul  # noqa: E402
 from .ops.reduce import (AMax, AMin, LogSoftmax, LogSumExp, Mean, Softmax, Sum,  # noqa: E402
                          Var)

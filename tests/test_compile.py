@@ -198,7 +198,7 @@ def test_comparison_driven_branch_is_detected():
         y = w * x
         return y.relu() if (y > 0).all() else y.abs()
 
-    with pytest.raises(CompileError, match="__gt__"):
+    with pytest.raises(CompileError, match="__bool__"):     # the comparison itself replays
         rg.compile(f, fullgraph=True)(rg.tensor([1.0, 1.0]))
 
 
@@ -292,6 +292,37 @@ def test_max_and_argmax_indices_are_found_again_at_each_replay():
             assert type(low).__name__ == "MaxMin"
             assert np.array_equal(low.indices.numpy(), q_next.numpy().argmin(0))
     assert targets.recordings == 2
+
+
+def test_comparisons_and_masks_inside_the_step_are_replayed():
+    """Accuracy counted in the step, a mask from a comparison (a margin loss on the wrong
+    predictions only): comparisons are ops, so each call's values decide."""
+    make = lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))  # noqa: E731
+
+    def step_of(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            logits = model(x)
+            wrong = (logits.argmax(1) != y).float()
+            loss = F.cross_entropy(logits, y) + (wrong * logits.logsumexp(1)).mean() * 0.1
+            loss.backward()
+            opt.step()
+            with rg.no_grad():
+                correct = (logits.argmax(1) == y).float().sum()
+                positive = rg.where(logits > 0, logits, rg.zeros(1)).sum()
+            return loss, correct, positive
+        return step
+
+    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1))
+    eager, compiled = step_of(m1, o1), rg.compile(step_of(m2, o2))
+    batches = _classification_batches((10, 6), 3, count=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for i in range(12):
+            out1, out2 = eager(*batches[i % 4]), compiled(*batches[i % 4])
+            assert [t.item() for t in out1] == [t.item() for t in out2], i
+    _assert_same(m1, m2)
+    assert compiled.recordings == 2
 
 
 def test_dropout_random_per_call_and_reproducible_under_seed():

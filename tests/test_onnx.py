@@ -215,8 +215,10 @@ def test_functional_ops_and_shapes():
             g = (x @ rg.ones(6, 2)).sigmoid().double().float() - x.sum()
             q = x.reshape(-1, 2, 3)
             h = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+            masks = (x > 0, x <= 0.5, (x == x) & ~(x < -1), (x != 0) | x.isnan(), x.isfinite(),
+                     (x > 0).any(1), (x > -3).all())
             return (a, b, c, d, e, f, g, h, x.softmax(0), F.elu(-x, 0.5), x.argmax(1),
-                    x.argmin(), x.min(0).indices)
+                    x.argmin(), x.min(0).indices, rg.where(x > 0, x, 0.1 * x), *masks)
 
     for opset in (17, 18):
         roundtrip(Net(), rg.randn(3, 6), rg.randn(5, 6), opset_version=opset)

@@ -37,9 +37,7 @@ from ..tensor import WRITE_CLOCK, Tensor, _wrap
 # Tensor methods that hand values to Python or compute outside ops: inside a compiled step their
 # result would be frozen into the recording, so recording one makes the step uncapturable.
 _ESCAPES = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__",
-            "__array__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "eq", "ne",
-            "lt", "le", "gt", "ge", "__invert__", "__and__", "__or__", "__xor__", "any", "all",
-            "isnan", "isinf", "isfinite")
+            "__array__")
 
 
 def _deliver(leaf: Tensor, g: np.ndarray, copy: bool) -> None:
@@ -228,7 +226,7 @@ class Tape:
         finally:
             autograd._tape = self
 
-    def _run(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    def _run(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """fn(*args, **kwargs) as one event: checked for writes and draws since the last event,
         run with the tape paused (its inner ops are not recorded), then the new last event."""
         self._check_outside()

@@ -91,6 +91,37 @@ def _where(n: Node) -> str:
     return n.emit("Where", [n.value(0), n.value(1, n.dtype), n.value(2, n.dtype)])
 
 
+_COMPARISONS = {np.equal: "Equal", np.less: "Less", np.less_equal: "LessOrEqual",
+                np.greater: "Greater", np.greater_equal: "GreaterOrEqual"}
+_LOGICAL = {np.logical_and: "And", np.logical_or: "Or", np.logical_xor: "Xor"}
+
+
+@converter("Predicate")
+def _predicate(n: Node) -> str:
+    fn, x = n.kwargs["fn"], n.value(0)
+    as_bool = lambda i: n.emit("Cast", [n.value(i, np.bool_)], to=9)  # noqa: E731 - 9: BOOL
+    if fn in _COMPARISONS or fn is np.not_equal:
+        other = n.value(1, np.asarray(n.array(0)).dtype)     # a number takes x's dtype
+        if fn is np.not_equal:
+            return n.emit("Not", [n.emit("Equal", [x, other])])
+        return n.emit(_COMPARISONS[fn], [x, other])
+    if fn in _LOGICAL:
+        return n.emit(_LOGICAL[fn], [as_bool(0), as_bool(1)])
+    if fn is np.isnan or fn is np.isinf:
+        return n.emit("IsNaN" if fn is np.isnan else "IsInf", [x])
+    if fn is np.isfinite:
+        return n.emit("Not", [n.emit("Or", [n.emit("IsNaN", [x]), n.emit("IsInf", [x])])])
+    if fn is np.invert and n.dtype == np.bool_:
+        return n.emit("Not", [x])
+    if fn is np.any or fn is np.all:      # on 0/1 integers: any = max, all = min
+        ints = n.emit("Cast", [as_bool(0)], to=6)                      # 6: INT32
+        reduced = n.b.reduce("ReduceMax" if fn is np.any else "ReduceMin", ints,
+                             n.kwargs.get("axis"), n.kwargs.get("keepdims", False))
+        return n.emit("Cast", [reduced], to=9)
+    raise n.fail(f"{getattr(fn, '__name__', fn)} on a {np.asarray(n.array(0)).dtype} tensor has "
+                 "no ONNX translation")
+
+
 @converter("Cast")
 def _cast(n: Node) -> str:
     return n.emit("Cast", [n.value(0)], to=n.b.helper.np_dtype_to_tensor_dtype(n.dtype))

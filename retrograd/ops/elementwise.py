@@ -328,6 +328,21 @@ class Clamp(Function):
                 np.where(above, grad, zero) if ctx.needs_input_grad[2] else None)
 
 
+class Predicate(Function):
+    """A comparison, logical operation or test (`a < b`, `m & n`, `~m`, `isnan`, `any`): a bool
+    (or, for `~` on integers, integer) result outside the graph. An op rather than a NumPy call on
+    `.data`, so that a compiled step (rg.compile) computes it again at every replay: a mask or an
+    accuracy counted inside the step follows each call's values."""
+
+    @staticmethod
+    def forward(ctx, *arrays, fn, **options):
+        return fn(*arrays, **options)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None,) * len(ctx.needs_input_grad)
+
+
 class Where(Function):
     @staticmethod
     def forward(ctx, condition, a, b):
