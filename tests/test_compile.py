@@ -6,6 +6,12 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import (
+    assert_compiled_matches_eager,
+    assert_same_state,
+    pair_of_models,
+    train_step,
+)
 
 import retrograd as rg
 import retrograd.nn as nn
@@ -15,51 +21,6 @@ from retrograd.compile import CompileError, CompileWarning
 from retrograd.random import default_generator
 
 
-def _pair(make_model, make_opt, seed=0):
-    """Two identical (model, optimizer) pairs."""
-    out = []
-    for _ in range(2):
-        rg.manual_seed(seed)
-        m = make_model()
-        out.append((m, make_opt(m.parameters())))
-    return out
-
-
-def _train_step(model, opt, loss_of):
-    def step(*batch):
-        opt.zero_grad()
-        loss = loss_of(model, *batch)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
-
-
-def _assert_same(m1, m2):
-    for (name, p), q in zip(m1.state_dict().items(), m2.state_dict().values()):
-        assert np.array_equal(np.asarray(p), np.asarray(q)), name
-
-
-def _run_both(make_model, make_opt, loss_of, batches, steps=50):
-    """Eager and compiled training from the same weights; dropout draws the same masks for both
-    (each step is run under the same seed)."""
-    (m1, o1), (m2, o2) = _pair(make_model, make_opt)
-    eager = _train_step(m1, o1, loss_of)
-    compiled = rg.compile(_train_step(m2, o2, loss_of))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CompileWarning)     # no fallback allowed here
-        for i in range(steps):
-            batch = batches[i % len(batches)]
-            rg.manual_seed(100 + i)
-            l1 = eager(*batch)
-            rg.manual_seed(100 + i)
-            l2 = compiled(*batch)
-            assert l1.item() == l2.item(), i
-    _assert_same(m1, m2)
-    assert compiled.recordings == 2 and len(compiled.sources) == 1   # then 48 replays
-    return compiled
-
-
 def _classification_batches(shape, n_classes, count=3, seed=1):
     g = np.random.default_rng(seed)
     return [(rg.tensor(g.standard_normal(shape, dtype=np.float32)),
@@ -67,7 +28,7 @@ def _classification_batches(shape, n_classes, count=3, seed=1):
 
 
 def test_mlp_sgd_momentum_matches_eager():
-    _run_both(lambda: nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
+    assert_compiled_matches_eager(lambda: nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
                                     nn.Linear(32, 5)),
               lambda p: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
               lambda m, x, y: F.cross_entropy(m(x), y), _classification_batches((16, 20), 5))
@@ -76,13 +37,13 @@ def test_mlp_sgd_momentum_matches_eager():
 def test_xor_mse_adam_matches_eager():
     x = rg.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     y = rg.tensor([[0.0], [1.0], [1.0], [0.0]])
-    _run_both(lambda: nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid()),
+    assert_compiled_matches_eager(lambda: nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid()),
               lambda p: optim.Adam(p, lr=0.05),
               lambda m, x, y: 0.5 * ((y - m(x)) ** 2).sum(), [(x, y)])
 
 
 def test_cnn_adam_matches_eager():
-    _run_both(lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    assert_compiled_matches_eager(lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                                     nn.Conv2d(4, 6, 3), nn.ReLU(), nn.Flatten(),
                                     nn.Linear(6 * 2 * 2, 3)),
               lambda p: optim.Adam(p, lr=1e-2),
@@ -104,7 +65,7 @@ def test_relu_backward_in_place_only_on_unshared_gradients():
             h = self.a(x).relu()
             return self.b(h + h.relu())
 
-    compiled = _run_both(Net, lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+    compiled = assert_compiled_matches_eager(Net, lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
                          lambda m, x, y: F.cross_entropy(m(x), y),
                          _classification_batches((8, 5), 3))
     (entry,) = [e for entries in compiled._cache.values() for e in entries]
@@ -127,7 +88,7 @@ def test_lstm_adamw_matches_eager():
             out, (h, _) = self.lstm(x)
             return self.head(h[0] + out.mean(dim=1))
 
-    _run_both(Net, lambda p: optim.AdamW(p, lr=1e-2),
+    assert_compiled_matches_eager(Net, lambda p: optim.AdamW(p, lr=1e-2),
               lambda m, x, y: F.cross_entropy(m(x), y), _classification_batches((4, 7, 6), 3))
 
 
@@ -150,25 +111,25 @@ def test_transformer_matches_eager():
     g = np.random.default_rng(0)
     batches = [(rg.tensor(t[:, :-1]), rg.tensor(t[:, 1:].reshape(-1)))
                for t in (g.integers(0, vocab, (3, seq + 1)) for _ in range(3))]
-    _run_both(LM, lambda p: optim.Adam(p, lr=1e-2),
+    assert_compiled_matches_eager(LM, lambda p: optim.Adam(p, lr=1e-2),
               lambda m, ids, y: F.cross_entropy(m(ids).reshape(-1, vocab), y), batches, steps=20)
 
 
 def test_new_batch_size_records_again():
     make = lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # noqa: E731
-    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1))
+    (m1, o1), (m2, o2) = pair_of_models(make, lambda p: optim.SGD(p, lr=0.1))
     loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
-    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    eager, compiled = train_step(m1, o1, loss_of), rg.compile(train_step(m2, o2, loss_of))
     big, small = _classification_batches((8, 3), 2, 1)[0], _classification_batches((5, 3), 2, 1)[0]
     for batch in [big] * 4 + [small] * 4 + [big] * 2:
         assert eager(*batch).item() == compiled(*batch).item()
-    _assert_same(m1, m2)
+    assert_same_state(m1, m2)
     assert compiled.recordings == 4 and len(compiled.sources) == 2
 
 
 def test_item_inside_step_falls_back_with_one_warning():
     make = lambda: nn.Linear(3, 1)  # noqa: E731
-    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1))
+    (m1, o1), (m2, o2) = pair_of_models(make, lambda p: optim.SGD(p, lr=0.1))
     x = rg.tensor(np.random.default_rng(0).standard_normal((4, 3), dtype=np.float32))
 
     def step(m, opt):
@@ -186,7 +147,7 @@ def test_item_inside_step_falls_back_with_one_warning():
             step(m1, o1)
             compiled()
     assert len([w for w in record if w.category is CompileWarning]) == 1
-    _assert_same(m1, m2)               # eager fallback: still exactly right
+    assert_same_state(m1, m2)               # eager fallback: still exactly right
     with pytest.raises(CompileError, match=r"Tensor.item\(\)"):
         rg.compile(lambda: step(m2, o2), fullgraph=True)()
 
@@ -266,7 +227,7 @@ def test_index_tensors_are_inputs_of_the_replay():
     batches = [(rg.tensor(g.standard_normal((8, 4), dtype=np.float32)),
                 rg.tensor(g.integers(0, 3, 8)), rg.tensor(g.standard_normal(8, dtype=np.float32)))
                for _ in range(3)]
-    _run_both(make, lambda p: optim.Adam(p, lr=1e-2), loss_of, batches, steps=12)
+    assert_compiled_matches_eager(make, lambda p: optim.Adam(p, lr=1e-2), loss_of, batches, steps=12)
 
 
 def test_max_and_argmax_indices_are_found_again_at_each_replay():
@@ -313,7 +274,7 @@ def test_comparisons_and_masks_inside_the_step_are_replayed():
             return loss, correct, positive
         return step
 
-    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1))
+    (m1, o1), (m2, o2) = pair_of_models(make, lambda p: optim.SGD(p, lr=0.1))
     eager, compiled = step_of(m1, o1), rg.compile(step_of(m2, o2))
     batches = _classification_batches((10, 6), 3, count=4)
     with warnings.catch_warnings():
@@ -321,7 +282,7 @@ def test_comparisons_and_masks_inside_the_step_are_replayed():
         for i in range(12):
             out1, out2 = eager(*batches[i % 4]), compiled(*batches[i % 4])
             assert [t.item() for t in out1] == [t.item() for t in out2], i
-    _assert_same(m1, m2)
+    assert_same_state(m1, m2)
     assert compiled.recordings == 2
 
 
@@ -345,15 +306,15 @@ def test_dropout_random_per_call_and_reproducible_under_seed():
 
 
 def test_learning_rate_changes_between_steps_are_seen():
-    (m1, o1), (m2, o2) = _pair(lambda: nn.Linear(3, 2), lambda p: optim.SGD(p, lr=0.1))
+    (m1, o1), (m2, o2) = pair_of_models(lambda: nn.Linear(3, 2), lambda p: optim.SGD(p, lr=0.1))
     s1, s2 = (optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in (o1, o2))
     loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
-    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    eager, compiled = train_step(m1, o1, loss_of), rg.compile(train_step(m2, o2, loss_of))
     batch = _classification_batches((4, 3), 2, 1)[0]
     for _ in range(10):
         eager(*batch), compiled(*batch)
         s1.step(), s2.step()
-    _assert_same(m1, m2)
+    assert_same_state(m1, m2)
 
 
 @pytest.mark.parametrize("clipping", [False, True])
@@ -374,7 +335,7 @@ def test_fit_compile_matches_eager(clipping):
         histories.append(h.history if hasattr(h, "history") else h)
         models.append(m)
         norms.append(clip.last_norm)
-    _assert_same(*models)
+    assert_same_state(*models)
     assert histories[0]["loss"] == histories[1]["loss"]
     assert norms[0] == norms[1] and (norms[0] is not None) == clipping
 
@@ -395,7 +356,7 @@ def test_gradient_clipping_is_replayed_with_each_steps_gradients(clip):
     """Whether clipping changes the gradients depends on their values: the replay must decide
     again each call. Targets far off the model's outputs on some calls (clipping acts) and close
     on others (it does not), starting with a recording where it does not."""
-    (m1, o1), (m2, o2) = _pair(lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)),
+    (m1, o1), (m2, o2) = pair_of_models(lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)),
                                lambda p: optim.SGD(p, lr=0.1))
 
     def make(m, o):
@@ -427,7 +388,7 @@ def test_gradient_clipping_is_replayed_with_each_steps_gradients(clip):
                 assert n1.item() == n2.item(), i
                 clipped += n1.item() > 0.5
     assert compiled.recordings == 2
-    _assert_same(m1, m2)
+    assert_same_state(m1, m2)
     if clip != "value":
         assert 0 < clipped < 9        # both kinds of call were replayed
 
@@ -435,7 +396,7 @@ def test_gradient_clipping_is_replayed_with_each_steps_gradients(clip):
 def test_gradient_norm_from_grad_tensors_is_not_frozen():
     """get_total_norm of the .grad tensors (made anew each step) then clip_grads_with_norm_: not
     replayable by reference, so the step must run eagerly with a warning, not reuse a norm."""
-    (m, o), _ = _pair(lambda: nn.Linear(3, 1), lambda p: optim.SGD(p, lr=0.1))
+    (m, o), _ = pair_of_models(lambda: nn.Linear(3, 1), lambda p: optim.SGD(p, lr=0.1))
 
     @rg.compile
     def step(x, y):
@@ -454,10 +415,10 @@ def test_gradient_norm_from_grad_tensors_is_not_frozen():
 def test_batchnorm_running_statistics_are_replayed():
     make = lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(),  # noqa: E731
                                  nn.Flatten(), nn.Linear(12, 2))
-    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1, momentum=0.9))
+    (m1, o1), (m2, o2) = pair_of_models(make, lambda p: optim.SGD(p, lr=0.1, momentum=0.9))
     loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
     batches = _classification_batches((5, 2, 4, 4), 2)
-    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    eager, compiled = train_step(m1, o1, loss_of), rg.compile(train_step(m2, o2, loss_of))
     evaluate = rg.compile(lambda x: m2(x))
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompileWarning)
@@ -467,20 +428,20 @@ def test_batchnorm_running_statistics_are_replayed():
             with rg.no_grad():     # eval replays must read the running statistics as they move
                 assert np.array_equal(m1(batches[0][0]).numpy(), evaluate(batches[0][0]).numpy())
             m1.train(), m2.train()
-    _assert_same(m1, m2)           # running_mean, running_var, num_batches_tracked included
+    assert_same_state(m1, m2)           # running_mean, running_var, num_batches_tracked included
     assert int(m2[1].num_batches_tracked) == 12
 
     m2[1].momentum = None          # cumulative average: a Python number from a tensor
-    compiled = rg.compile(_train_step(m2, o2, loss_of))
+    compiled = rg.compile(train_step(m2, o2, loss_of))
     with pytest.warns(CompileWarning, match="_cumulative_momentum"):
         compiled(*batches[0])
 
 
 def test_freezing_a_layer_or_adding_a_hook_records_again():
     make = lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # noqa: E731
-    (m1, o1), (m2, o2) = _pair(make, lambda p: optim.SGD(p, lr=0.1, momentum=0.5))
+    (m1, o1), (m2, o2) = pair_of_models(make, lambda p: optim.SGD(p, lr=0.1, momentum=0.5))
     loss_of = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
-    eager, compiled = _train_step(m1, o1, loss_of), rg.compile(_train_step(m2, o2, loss_of))
+    eager, compiled = train_step(m1, o1, loss_of), rg.compile(train_step(m2, o2, loss_of))
     batch = _classification_batches((6, 3), 2, 1)[0]
     for i in range(12):
         if i == 4:                       # freeze the first layer
@@ -490,7 +451,7 @@ def test_freezing_a_layer_or_adding_a_hook_records_again():
             for m in (m1, m2):
                 m[2].register_forward_hook(lambda mod, inputs, out: out * 2.0)
         assert eager(*batch).item() == compiled(*batch).item()
-    _assert_same(m1, m2)
+    assert_same_state(m1, m2)
     assert compiled.recordings == 6
 
 

@@ -7,18 +7,21 @@ errors, and a compiled training step that gathers at new indices on every call.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import assert_close, case, distinct, op_table_tests
+from helpers import (
+    assert_close,
+    assert_compiled_matches_eager,
+    case,
+    distinct,
+    op_table_tests,
+)
 
 import retrograd as rg
 import retrograd.nn.functional as F
 from retrograd import nn, optim
-from retrograd.compile import CompileWarning
 from retrograd.ops.scatter_gather import _add_at, _positions
 
 T = torch.from_numpy   # constants (index arrays, masks) on the PyTorch side
@@ -239,7 +242,7 @@ ERRORS = [
     (lambda: rg.ones(2, 3).gather(1, R([[True, False]])), TypeError,
      r"gather: index must be an integer tensor, got dtype bool"),
     (lambda: rg.ones(2, 3).gather(2, R([[0]])), IndexError,
-     r"gather: dim 2 is out of range for a tensor of 2 dimensions \(expected -2 to 1\)"),
+     r"gather: dimension 2 is out of range for a tensor with 2 dimensions \(expected -2 to 1\)"),
     (lambda: rg.ones(2, 3).take_along_dim(R([0, 1]), 1), ValueError,
      r"take_along_dim: indices of shape \(2,\) must have as many dimensions as input of shape"),
     (lambda: rg.ones(2, 3).take_along_dim(R([[0], [1], [2]]), 1), ValueError,
@@ -275,7 +278,7 @@ ERRORS = [
     (lambda: rg.ones(2, 3).select(1, 3), IndexError,
      r"select: index 3 is out of range for dimension 1 of size 3 \(shape \(2, 3\)\)"),
     (lambda: rg.ones(2, 3).select(-3, 0), IndexError,
-     r"select: dim -3 is out of range for a tensor of 2 dimensions"),
+     r"select: dimension -3 is out of range for a tensor with 2 dimensions"),
     (lambda: F.one_hot(R([0, 3]), 2), ValueError,
      r"one_hot: class value 3 is too large for num_classes=2"),
     (lambda: F.one_hot(R([0, -1])), ValueError, r"one_hot: class values must be non-negative"),
@@ -307,28 +310,7 @@ def test_compiled_dqn_step_with_gather_matches_eager():
         hot = F.one_hot(a, 4).float()               # also an op: replayed with each call's a
         return ((q - target) ** 2).mean() + 1e-3 * (model(s) * hot).sum()
 
-    models = []
-    for _ in range(2):
-        rg.manual_seed(0)
-        m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
-        models.append((m, optim.Adam(m.parameters(), lr=1e-2)))
-
-    def train_step(model, opt):
-        def step(s, a, target):
-            opt.zero_grad()
-            loss = loss_of(model, s, a, target)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-
-    eager, compiled = train_step(*models[0]), rg.compile(train_step(*models[1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CompileWarning)
-        for i, batch in enumerate(batches):
-            assert eager(*batch).item() == compiled(*batch).item(), i
-    for (name, p), q in zip(models[0][0].state_dict().items(),
-                            models[1][0].state_dict().values()):
-        assert np.array_equal(np.asarray(p), np.asarray(q)), name
-    assert compiled.recordings == 2 and len(compiled.sources) == 1
+    assert_compiled_matches_eager(
+        lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)),
+        lambda p: optim.Adam(p, lr=1e-2), loss_of, batches, steps=len(batches))
 

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import case, distinct, op_table_tests
+from helpers import assert_compiled_matches_eager, case, distinct, op_table_tests
 
 import retrograd as rg
 from retrograd import nn, optim
@@ -210,30 +210,10 @@ def _loss(model, x):
 
 def test_compiled_step_matches_eager_bit_for_bit():
     steps, rng = 10, np.random.default_rng(3)
-    batches = [rg.tensor(rng.standard_normal((8, 5), dtype=np.float32)) for _ in range(steps)]
-    models = []
-    for _ in range(2):
-        rg.manual_seed(0)
-        m = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 6))
-        models.append((m, optim.Adam(m.parameters(), lr=0.05)))
-
-    def make_step(model, opt):
-        def step(x):
-            opt.zero_grad()
-            loss = _loss(model, x)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-
-    eager, compiled = make_step(*models[0]), rg.compile(make_step(*models[1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CompileWarning)        # no fallback to eager allowed
-        for i, x in enumerate(batches):                        # new data on every call
-            assert eager(x).item() == compiled(x).item(), i
-    for (name, p), q in zip(models[0][0].state_dict().items(), models[1][0].state_dict().values()):
-        assert np.array_equal(np.asarray(p), np.asarray(q)), name
-    assert compiled.recordings == 2 and len(compiled.sources) == 1    # then 8 replays
+    batches = [(rg.tensor(rng.standard_normal((8, 5), dtype=np.float32)),) for _ in range(steps)]
+    assert_compiled_matches_eager(
+        lambda: nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 6)),
+        lambda p: optim.Adam(p, lr=0.05), _loss, batches, steps=steps)   # new data every call
 
 
 def test_compiled_step_replays_the_indices():

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..autograd import Function
 from .reduce import TakeAlongDim
+from .scatter_gather import _dim
 
 SortResult = namedtuple("SortResult", ["values", "indices"])
 TopKResult = namedtuple("TopKResult", ["values", "indices"])
@@ -21,17 +22,6 @@ TopKResult = namedtuple("TopKResult", ["values", "indices"])
 def _tensor(x):
     from ..tensor import Tensor
     return x if isinstance(x, Tensor) else Tensor(x)
-
-
-def _dim(op: str, dim: int, ndim: int) -> int:
-    """`dim` as a non-negative axis; a 0-d tensor accepts 0 and -1, as in PyTorch."""
-    n = max(ndim, 1)
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
-    if not -n <= dim < n:
-        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} "
-                         f"dimensions (expected to be in [{-n}, {n - 1}])")
-    return int(dim) % n
 
 
 def _dims(op: str, dims, ndim: int) -> tuple:

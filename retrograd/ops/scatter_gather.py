@@ -30,8 +30,8 @@ def _dim(op: str, dim: int, ndim: int, scalar_ok: bool = True) -> int:
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
         raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
     if not -n <= dim < n:
-        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dimensions "
-                         f"(expected {-n} to {n - 1})")
+        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} "
+                         f"dimensions (expected {-n} to {n - 1})")
     return int(dim) % n
 
 
@@ -201,18 +201,24 @@ class IndexSelect(Function):
 
 # -- scatter: out-of-place writes ------------------------------------------------------------------
 
+def _scatter_args(op: str, x: np.ndarray, index: np.ndarray, src, dim: int) -> tuple:
+    """The checked dim, and x, index and src at least 1-d, for scatter and scatter_add."""
+    _integer_index(op, index)
+    dim = _dim(op, dim, x.ndim)
+    x1, index1, src1 = _at_least_1d(x, index, np.asarray(src))
+    _same_dtype(op, x1, src1)
+    _check_sizes(op, index1, x1, dim, src1)
+    _check_range(op, index1, x1.shape[dim], dim)
+    return dim, x1, index1, src1
+
+
 class Scatter(Function):
     """out = x with out[index[i][j]][j] = src[i][j] (dim=0). Where an index repeats, one of the
     writes wins (unspecified in torch too); src's gradient is the output gradient gathered back."""
 
     @staticmethod
     def forward(ctx, x, index, src, dim):
-        _integer_index("scatter", index)
-        dim = _dim("scatter", dim, x.ndim)
-        x1, index1, src1 = _at_least_1d(x, index, np.asarray(src))
-        _same_dtype("scatter", x1, src1)
-        _check_sizes("scatter", index1, x1, dim, src1)
-        _check_range("scatter", index1, x1.shape[dim], dim)
+        dim, x1, index1, src1 = _scatter_args("scatter", x, index, src, dim)
         ctx.save_for_backward(index)
         ctx.shape, ctx.src_shape, ctx.dim = x.shape, np.shape(src), dim
         out = x1.copy()
@@ -252,12 +258,7 @@ class ScatterAdd(Function):
 
     @staticmethod
     def forward(ctx, x, index, src, dim):
-        _integer_index("scatter_add", index)
-        dim = _dim("scatter_add", dim, x.ndim)
-        x1, index1, src1 = _at_least_1d(x, index, np.asarray(src))
-        _same_dtype("scatter_add", x1, src1)
-        _check_sizes("scatter_add", index1, x1, dim, src1)
-        _check_range("scatter_add", index1, x1.shape[dim], dim)
+        dim, x1, index1, src1 = _scatter_args("scatter_add", x, index, src, dim)
         ctx.save_for_backward(index)
         ctx.shape, ctx.src_shape, ctx.dim = x.shape, np.shape(src), dim
         out = np.array(x1, order="C")
