@@ -10,11 +10,13 @@ From the third call on, the recording is replayed: straight-line Python calling 
 forward and backward on arrays, no Tensors, no graph, no walk (`CompiledFunction.sources` shows it).
 
 The contract is torch.compile's `fullgraph`: the step computes through library ops. Reading
-values into Python (`.item()`, `bool(t)`, `float(t)`, comparisons, `.numpy()`), drawing random
-numbers other than through the library (dropout masks and `rg.randn`-style draws are replayed:
-new per call, following `rg.manual_seed`), in-place writes to tensors, and gradient hooks are
-detected while recording: the step then stays eager for that signature, with one warning, or
-`fullgraph=True` raises `CompileError` at that point.
+values into Python (`.item()`, `bool(t)`, `float(t)`, `.numpy()`; comparisons themselves are ops
+and replay), drawing random numbers other than through the library (dropout masks and
+`rg.randn`-style draws are replayed: new per call, following `rg.manual_seed`), in-place writes
+to tensors, and gradient hooks are detected while recording: the step then stays eager for that
+signature, with one warning, or `fullgraph=True` raises `CompileError` at that point. Module
+attributes, replaced layers and the step function's own plain globals are guarded: a change
+records again.
 
 >>> @rg.compile
 ... def step(x, y):

@@ -34,8 +34,9 @@ from ..ops.elementwise import ReLU
 from ..random import default_generator
 from ..tensor import WRITE_CLOCK, Tensor, _wrap
 
-# Tensor methods that hand values to Python or compute outside ops: inside a compiled step their
-# result would be frozen into the recording, so recording one makes the step uncapturable.
+# Tensor methods that hand values to Python: inside a compiled step their result would be frozen
+# into the recording (an `if` on it taken the recorded way), so calling one makes the step
+# uncapturable. Comparisons, tests and argmax are ops, recorded like the others.
 _ESCAPES = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__",
             "__array__")
 
@@ -610,8 +611,8 @@ def _requires_grad(t: Tensor) -> bool:
 def _module_state(module) -> tuple:
     """What a replay assumes of a module: its train/eval mode, how many forward hooks it has, its
     plain attributes (numbers, strings, tuples of them: a Dropout's p, a temperature the forward
-    divides by), which the recording froze in as constants, and which tensors and submodules its
-    attributes hold (by id: a replaced layer or parameter must not be replayed as the old one)."""
+    divides by), which the recording froze in as constants, and which parameters, buffers and
+    submodules it holds (by id: a replaced layer or parameter must not be replayed as the old one)."""
     plain = tuple((name, value) for name, value in vars(module).items()
                   if name[0] != "_" and name != "training" and name.isidentifier()
                   and _plain(value))
