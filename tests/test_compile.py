@@ -558,6 +558,31 @@ def test_a_step_that_assigns_a_global_runs_eagerly():
     assert STEPS_TAKEN == 4
 
 
+def test_a_number_argument_that_changes_every_call_stops_recording_with_a_warning():
+    """A Python number keys the recording: changed every call, no recording is ever replayed.
+    After cache_size such signatures, new ones run eagerly with one warning; passed as a 0-d
+    tensor instead, the number is an input of one replayed recording."""
+    lin = nn.Linear(3, 2)
+
+    def scaled(x, beta):
+        with rg.no_grad():
+            return lin(x).sum() * beta
+
+    x = rg.ones(2, 3)
+    by_number = rg.compile(scaled, cache_size=3)
+    with pytest.warns(CompileWarning, match="recorded and dropped before any replay"):
+        for i in range(10):
+            assert by_number(x, 0.1 * i).item() == scaled(x, 0.1 * i).item()
+    assert by_number.recordings <= 7        # not one per call
+    by_tensor = rg.compile(scaled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for i in range(10):
+            beta = rg.tensor(0.1 * i)
+            assert by_tensor(x, beta).item() == scaled(x, beta).item()
+    assert by_tensor.recordings == 2
+
+
 def test_inference_step_compiles_under_no_grad_only():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.LayerNorm(3))
     x = rg.tensor(np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32))

@@ -159,6 +159,7 @@ class CompiledFunction:
         self._cache: OrderedDict[tuple, list[_Entry]] = OrderedDict()
         self._warned: set[str] = set()
         self.recordings = 0        # how many eager recording runs happened (for tests and tuning)
+        self._dropped_unused = 0   # signatures evicted before they were ever replayed
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         """As a method decorator: the instance becomes the first (keyed) argument."""
@@ -207,11 +208,20 @@ class CompiledFunction:
                            "a value that changes per call as an argument")
                 return self.fn(*args, **kwargs)
         if entry is None:
+            if entries is None and self._dropped_unused >= self.cache_size:
+                # signatures keep coming and going unreplayed: recording each costs more than
+                # running it, so new ones run eagerly (torch's recompile limit does the same)
+                self._warn(f"{self._dropped_unused} input signatures were recorded and dropped "
+                           "before any replay (an argument that changes every call, such as a "
+                           "Python number, keys a new recording); new signatures run eagerly: "
+                           "pass such a value as a tensor, which the replay takes as an input")
+                return self.fn(*args, **kwargs)
             entry = _Entry()
             self._cache.setdefault(key, []).append(entry)
             self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+                _, dropped = self._cache.popitem(last=False)
+                self._dropped_unused += not any(e.replay for e in dropped)
         if entry.eager:
             return self.fn(*args, **kwargs)
         return self._record(entry, args, kwargs, arrays)
