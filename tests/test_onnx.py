@@ -41,7 +41,7 @@ def roundtrip(model, example, new_inputs, tmp_path=None, atol=1e-5, **options):
         expected = _tensors(model(*feeds))
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
-        assert g.shape == e.shape
+        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
         np.testing.assert_allclose(g, e.data, atol=atol, rtol=1e-5)
     return proto
 
@@ -216,12 +216,84 @@ def test_functional_ops_and_shapes():
             q = x.reshape(-1, 2, 3)
             h = F.scaled_dot_product_attention(q, q, q, is_causal=True)
             masks = (x > 0, x <= 0.5, (x == x) & ~(x < -1), (x != 0) | x.isnan(), x.isfinite(),
-                     (x > 0).any(1), (x > -3).all())
+                     (x > 0).any(1), (x > -3).all(), (x > 0).int().sum(1), (x > 0).sum(),
+                     x.sum() * 2.0)
             return (a, b, c, d, e, f, g, h, x.softmax(0), F.elu(-x, 0.5), x.argmax(1),
                     x.argmin(), x.min(0).indices, rg.where(x > 0, x, 0.1 * x), *masks)
 
     for opset in (17, 18):
         roundtrip(Net(), rg.randn(3, 6), rg.randn(5, 6), opset_version=opset)
+
+
+def test_reductions_linalg_and_ordering_ops():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(rg.randn(6, 4))
+            self.v = nn.Parameter(rg.randn(3))
+
+        def forward(self, x):
+            q = x.reshape(-1, 2, 3)
+            a = ((x.abs() + 0.5).rsqrt(), x.sign(), (x > 0).sign(), x.prod(1), x.prod(),
+                 x.prod(dim=0, keepdim=True))
+            b = (x.norm(dim=1), x.norm(1, dim=1, keepdim=True), x.norm(float("inf"), dim=1),
+                 x.norm(float("-inf"), dim=0), x.norm(3, dim=(0, 1)), x.norm(0.5, dim=1),
+                 x.norm(0, dim=1), x.norm(), q.norm("fro", dim=(1, 2)))
+            c = (rg.einsum("bi,ij->bj", x, self.w), rg.einsum("bij,bkj", q, q),
+                 rg.einsum("...ij,j->...i", q, self.v), q.bmm(q.permute(0, 2, 1)),
+                 x.sum(0).outer(self.v))
+            d = (x.cumsum(1), x.cumsum(0), x.cumprod(1), q.cumprod(-1), x.flip(1),
+                 x.flip((0, 1)), x.roll(2, 1), x.roll((1, -4), (0, 1)), x.roll(3), x.tril(),
+                 q.triu(1), q.tril(-1))
+            e = (x.sort(1), x.sort(0, descending=True), x.argsort(-1, descending=True),
+                 x.topk(3, 1), x.topk(2, 1, largest=False), x.topk(1, 0), q.sort(1).values)
+            return a, b, c, d, e
+
+    model = Net()
+    for opset in (13, 17, 18):
+        # distinct random values: sort and topk have no ties
+        proto = roundtrip(model, rg.randn(3, 6), rg.randn(5, 6), opset_version=opset)
+    assert {"Einsum", "TopK", "CumSum", "Trilu", "ReduceL2", "ReduceProd"} <= op_types(proto)
+
+
+def test_gather_scatter_mask_and_one_hot_ops():
+    class Net(nn.Module):
+        def forward(self, x):
+            order = x.argsort(1)                                # int64, from the input
+            down = x.argsort(0)[:2]
+            halves = (x > 0).long()                             # 0 or 1: repeated indices
+            cols = rg.tensor([[2, 0, 1, 5, 4, 3]])              # a constant, broadcast
+            a = (x.gather(1, order[:, :4]), x.gather(0, down), x.take_along_dim(order, 1),
+                 x.take_along_dim(cols, 1), x.take_along_dim(rg.tensor([[-1], [0]])[:1], 1),
+                 x[:1].take_along_dim(order, 1), x.take_along_dim(order[:, :2]))
+            b = (x.index_select(1, rg.tensor([4, 0, 4])), x.index_select(0, rg.tensor(0)),
+                 x.index_select(1, order[0]))
+            c = (x.masked_fill(x > 0.5, -1.0), x.masked_fill(rg.tensor([True, False] * 3), 2.0),
+                 x.masked_fill(x < 0, x.sum()))
+            zeros = x * 0
+            d = (zeros.scatter(1, order[:, :3], x[:, :3]), x.scatter(1, order, 7.0),
+                 zeros.scatter(1, order[:, :2], x), x.scatter_add(1, halves, x * 10),
+                 zeros.scatter_add(0, halves[:2], x[:2]))
+            e = (F.one_hot(x.argmax(1), 6), F.one_hot(x.argmax(1)),
+                 F.one_hot(order.int()[:, 1:], 6))
+            return a, b, c, d, e
+
+    proto = roundtrip(Net(), rg.randn(3, 6), rg.randn(5, 6))
+    assert {"GatherElements", "Gather", "ScatterElements", "Where", "OneHot"} <= op_types(proto)
+    # ScatterElements adds only from opset 16
+    with pytest.raises(rg.onnx.UnsupportedOpError, match="ScatterAdd.*opset"):
+        rg.onnx.export(Net(), rg.randn(3, 6), opset_version=15)
+
+
+def test_new_ops_that_cannot_be_exported_say_why():
+    with pytest.raises(rg.onnx.UnsupportedOpError, match="CumProd.*dynamic axis"):
+        rg.onnx.export(lambda x: (x * 2).cumprod(0), rg.randn(3, 4))
+    with pytest.raises(rg.onnx.UnsupportedOpError, match="Roll.*dynamic axis"):
+        rg.onnx.export(lambda x: (x * 2).roll(5, 0), rg.randn(3, 4))
+    rg.onnx.export(lambda x: (x * 2).cumprod(0), rg.randn(3, 4), dynamic_axes={})
+    assert {"Rsqrt", "Sign", "Prod", "Norm", "Einsum", "BMM", "Outer", "Gather", "TakeAlong",
+            "IndexSelect", "MaskedFill", "Scatter", "ScatterAdd", "ScatterValue", "OneHot",
+            "CumSum", "CumProd", "Flip", "Roll", "Tri", "ArgSort"} <= set(rg.onnx.supported_ops())
 
 
 def test_static_shapes_and_unbatched_conv():

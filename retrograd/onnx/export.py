@@ -128,7 +128,10 @@ class _Builder:
         if key in self._const_names:
             return self._const_names[key]
         name = self.fresh(hint)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # reshaped back: np.ascontiguousarray makes a 0-d array 1-d, which would turn a result
+        # computed with a scalar constant (x.sum() * 2.0) 1-d too
+        contiguous = np.ascontiguousarray(array).reshape(array.shape)
+        self.initializers.append(self.numpy_helper.from_array(contiguous, name))
         self._const_names[key] = name
         self._keep.append(array)
         return name

@@ -139,7 +139,10 @@ def _check_static_axes(n: Node, axes) -> None:
 
 @converter("Sum")
 def _sum(n: Node) -> str:
-    return n.b.reduce("ReduceSum", n.value(0), n.kwargs.get("dim"), n.kwargs.get("keepdim", False))
+    x = n.value(0)
+    if np.asarray(n.array(0)).dtype != n.dtype:     # bool and int32 sum to int64, as in torch
+        x = _cast_to(n, x, n.dtype)
+    return n.b.reduce("ReduceSum", x, n.kwargs.get("dim"), n.kwargs.get("keepdim", False))
 
 
 @converter("Mean")
@@ -603,3 +606,350 @@ def _recurrent(n: Node) -> str:
     if lstm:                                     # [h_1 .. h_T, c_T] as (T + 1, B, H)
         return n.emit("Concat", [y, outs[2]], axis=0)
     return y
+
+
+# -- more elementwise and reductions ---------------------------------------------------------------
+
+def _scalar(n: Node, value, dtype) -> str:
+    """A 0-d constant of `dtype`."""
+    return n.b.const(np.asarray(value, dtype), "scalar")
+
+
+def _arg(n: Node, i: int) -> str:
+    """n.value(i), but a 0-d constant (a mask or an index) keeps its own dtype."""
+    if n.is_const(i) and np.ndim(n.array(i)) == 0 and n.arg(i) is not None:
+        return n.b.const(np.asarray(n.array(i)), "scalar")
+    return n.value(i)
+
+
+def _cast_to(n: Node, x: str, dtype) -> str:
+    return n.emit("Cast", [x], to=n.b.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def _as_out_dtype(n: Node, i: int) -> str:
+    """Argument i, cast to the op's output dtype when it has another (ints summed in int64...)."""
+    x = n.value(i)
+    return x if np.asarray(n.array(i)).dtype == n.dtype else _cast_to(n, x, n.dtype)
+
+
+@converter("Rsqrt")
+def _rsqrt(n: Node) -> str:
+    return n.emit("Reciprocal", [n.emit("Sqrt", [_as_out_dtype(n, 0)])])
+
+
+@converter("Sign")
+def _sign(n: Node) -> str:
+    if n.dtype == np.bool_:
+        return n.emit("Identity", [n.value(0)])
+    return n.emit("Sign", [n.value(0)])
+
+
+def _reduce_dim(n: Node):
+    """(dim, keepdim) of a reduction, or None for a 0-d input (reducing it is the identity)."""
+    if len(n.shape(0)) == 0:
+        return None
+    return n.kwargs.get("dim"), bool(n.kwargs.get("keepdim", False))
+
+
+@converter("Prod")
+def _prod(n: Node) -> str:
+    x = _as_out_dtype(n, 0)                  # int32 and bool multiply in int64
+    args = _reduce_dim(n)
+    if args is None:
+        return n.emit("Identity", [x])
+    return n.b.reduce("ReduceProd", x, *args)
+
+
+@converter("Norm")
+def _norm(n: Node) -> str:
+    p = float(n.kwargs.get("p", 2.0))
+    x = n.value(0)
+    args = _reduce_dim(n)
+    if args is None:                         # a 0-d tensor: |x| (or x != 0 for p = 0)
+        args = (None, False)
+    dim, keepdim = args
+    if p == 2:
+        return n.b.reduce("ReduceL2", x, dim, keepdim)
+    if p == 1:
+        return n.b.reduce("ReduceL1", x, dim, keepdim)
+    if p == 0:                               # the count of nonzero elements, in x's dtype
+        zero = _scalar(n, 0, n.dtype)
+        nonzero = _cast_to(n, n.emit("Not", [n.emit("Equal", [x, zero])]), n.dtype)
+        return n.b.reduce("ReduceSum", nonzero, dim, keepdim)
+    if math.isinf(p):
+        return n.b.reduce("ReduceMax" if p > 0 else "ReduceMin", n.emit("Abs", [x]), dim, keepdim)
+    power, root = _scalar(n, p, n.dtype), _scalar(n, 1 / p, n.dtype)
+    total = n.b.reduce("ReduceSum", n.emit("Pow", [n.emit("Abs", [x]), power]), dim, keepdim)
+    return n.emit("Pow", [total, root])
+
+
+# -- more linear algebra ---------------------------------------------------------------------------
+
+@converter("Einsum")
+def _einsum(n: Node) -> str:
+    from ..ops.linalg import _einsum_plan
+    equation = n.kwargs["equation"].replace(" ", "")
+    k = len(n.record.args)
+    shapes = [n.shape(i) for i in range(k)]
+    plan = _einsum_plan(equation, tuple(len(s) for s in shapes))
+    # retrograd (like torch) lets a named index of size 1 broadcast; ONNX's Einsum does not
+    sizes: dict = {}
+    for term, shape in zip(plan.ins, shapes):
+        for c, size in zip(term, shape):
+            if c in equation and sizes.setdefault(c, size) != size:
+                raise n.fail(f"{equation!r}: subscript {c} has sizes {sizes[c]} and {size} in "
+                             "different operands (size-1 broadcasting of a named index has no "
+                             "ONNX Einsum translation)")
+    lhs, arrow, rhs = equation.partition("->")
+    if not arrow:        # implicit output made explicit: "...", then the indices used once
+        letters = lhs.replace("...", "").replace(",", "")
+        rhs = ("..." if "..." in lhs else "") + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1))
+    inputs = [n.value(i) for i in range(k)]
+    return n.emit("Einsum", inputs, equation=f"{lhs}->{rhs}")
+
+
+@converter("BMM")
+def _bmm(n: Node) -> str:
+    return n.emit("MatMul", [n.value(0), n.value(1)])
+
+
+@converter("Outer")
+def _outer(n: Node) -> str:
+    a, b = (_as_out_dtype(n, i) for i in (0, 1))
+    return n.emit("Mul", [n.b.unsqueeze(a, [1]), n.b.unsqueeze(b, [0])])
+
+
+# -- gather, scatter, masks ------------------------------------------------------------------------
+
+def _scalar_safe(n: Node, names: list, shapes: list, axis: int):
+    """Gather's and scatter's 0-d arguments as 1-d (and a 0-d result back), as the ops take them."""
+    ones = [n.b.unsqueeze(x, [0]) if len(s) == 0 else x for x, s in zip(names, shapes)]
+    axis = 0 if len(shapes[0]) == 0 else axis
+    return ones, axis, lambda y: n.b.squeeze(y, [0]) if len(n.out_shape) == 0 else y
+
+
+@converter("Gather")
+def _gather(n: Node) -> str:
+    (x, index), axis, back = _scalar_safe(n, [_arg(n, 0), _arg(n, 1)],
+                                          [n.shape(0), n.shape(1)], int(n.kwargs["dim"]))
+    return back(n.emit("GatherElements", [x, index], axis=axis))
+
+
+@converter("TakeAlong")
+def _take_along(n: Node) -> str:
+    # gather after broadcasting input and indices against each other outside dim: each is
+    # expanded (bidirectionally) to the other's shape with a 1 at dim, which keeps its own size
+    ndim = len(n.shape(0))
+    dim = int(n.kwargs["dim"]) % ndim
+    ones = np.ones(ndim, np.int64)
+    ones[dim] = 0
+    names = [n.value(0), n.value(1)]
+    inputs = []
+    for i in (0, 1):
+        other = 1 - i
+        covers = all(n.shape(i)[d] == max(n.shape(i)[d], n.shape(other)[d]) and
+                     n.shape_b(i)[d] == max(n.shape_b(i)[d], n.shape_b(other)[d])
+                     for d in range(ndim) if d != dim)
+        if covers:
+            inputs.append(names[i])
+            continue
+        target = n.emit("Add", [n.emit("Mul", [n.emit("Shape", [names[other]]),
+                                               n.b.const(ones, "keep")]),
+                                n.b.const(1 - ones, "at_dim")])
+        inputs.append(n.emit("Expand", [names[i], target]))
+    return n.emit("GatherElements", inputs, axis=dim)     # negative indices count from the end
+
+
+@converter("IndexSelect")
+def _index_select(n: Node) -> str:
+    x = _arg(n, 0)
+    ids = n.emit("Reshape", [n.value(1), n.b.ints([-1])])   # a 0-d index keeps the axis
+    if len(n.shape(0)) == 0:
+        y = n.emit("Gather", [n.b.unsqueeze(x, [0]), ids], axis=0)
+        return n.emit("Reshape", [y, n.b.ints([])])
+    return n.emit("Gather", [x, ids], axis=int(n.kwargs["dim"]))
+
+
+def _scatter(n: Node, updates: str, reduction: str) -> str:
+    """ScatterElements; `updates` has index's shape."""
+    attrs = {"reduction": reduction} if reduction != "none" else {}
+    (x, index, updates), axis, back = _scalar_safe(
+        n, [_arg(n, 0), _arg(n, 1), updates], [n.shape(0), n.shape(1), n.shape(1)],
+        int(n.kwargs["dim"]))
+    return back(n.emit("ScatterElements", [x, index, updates], axis=axis, **attrs))
+
+
+def _src_block(n: Node) -> str:
+    """src cut to index's shape (scatter reads only that leading block of it)."""
+    src = _arg(n, 2)
+    shape, shape_b = n.shape(1), n.shape_b(1)
+    if n.shape(2) == shape and n.shape_b(2) == shape_b:
+        return src
+    ends = [_relative(n, a, b, sa, sb, "src block end") or _BIG for a, b, sa, sb in
+            zip(shape, shape_b, n.shape(2), n.shape_b(2))]
+    return n.emit("Slice", [src, n.b.ints([0] * len(shape)), n.b.ints(ends),
+                            n.b.ints(range(len(shape)))])
+
+
+@converter("Scatter")
+def _scatter_src(n: Node) -> str:
+    return _scatter(n, _src_block(n), "none")
+
+
+@converter("ScatterAdd")
+def _scatter_add(n: Node) -> str:
+    if n.opset < 16:
+        raise n.fail(f"needs ScatterElements with reduction='add' (opset 16 or later); export "
+                     f"with opset_version >= 16 (got {n.opset})")
+    return _scatter(n, _src_block(n), "add")
+
+
+@converter("ScatterValue")
+def _scatter_value(n: Node) -> str:
+    value = _scalar(n, n.kwargs["value"], n.dtype)
+    updates = n.emit("Expand", [value, n.emit("Shape", [n.value(1)])])
+    return _scatter(n, updates, "none")
+
+
+@converter("MaskedFill")
+def _masked_fill(n: Node) -> str:
+    mask = _arg(n, 1)
+    if np.asarray(n.array(1)).dtype != np.bool_:
+        mask = _cast_to(n, mask, np.bool_)
+    if n.is_const(2):        # a number (or 0-d array): 0-d, so that a 0-d x stays 0-d
+        value = _scalar(n, np.asarray(n.array(2)), n.dtype)
+    else:
+        value = _as_out_dtype(n, 2)
+    return n.emit("Where", [mask, value, n.value(0)])
+
+
+@converter("OneHot")
+def _one_hot(n: Node) -> str:
+    ids = _arg(n, 0)
+    if np.asarray(n.array(0)).dtype != np.int64:
+        ids = _cast_to(n, ids, np.int64)
+    classes = int(n.kwargs.get("num_classes", -1))
+    if classes == -1:     # one more than the largest id, computed at run time as retrograd does
+        if len(n.shape(0)) == 0:
+            top = ids
+        else:
+            top = n.b.reduce("ReduceMax", ids, None, False)
+        depth = n.emit("Add", [top, _scalar(n, 1, np.int64)])
+    else:
+        depth = _scalar(n, classes, np.int64)
+    values = n.b.const(np.asarray([0, 1], np.int64), "one_hot_values")
+    return n.emit("OneHot", [ids, depth, values], axis=-1)
+
+
+# -- ordering, scans, triangles --------------------------------------------------------------------
+
+@converter("CumSum")
+def _cumsum(n: Node) -> str:
+    return n.emit("CumSum", [_as_out_dtype(n, 0),
+                             _scalar(n, int(n.kwargs["dim"]), np.int64)])
+
+
+_CUMPROD_MAX = 64
+
+
+@converter("CumProd")
+def _cumprod(n: Node) -> str:
+    # ONNX has no scan of products: unrolled, one Mul per element along a static dim
+    dim = int(n.kwargs["dim"])
+    size, size_b = n.shape(0)[dim], n.shape_b(0)[dim]
+    if size != size_b:
+        raise n.fail(f"along dimension {dim}, whose size follows a dynamic axis, has no ONNX "
+                     "translation (ONNX has no cumulative product)")
+    if size > _CUMPROD_MAX:
+        raise n.fail(f"along a dimension of {size} elements (more than {_CUMPROD_MAX}) has no "
+                     "ONNX translation (ONNX has no cumulative product; it is unrolled for "
+                     "short dimensions only)")
+    x = _as_out_dtype(n, 0)
+    axes = n.b.ints([dim])
+    running, parts = None, []
+    for i in range(size):
+        item = n.emit("Slice", [x, n.b.ints([i]), n.b.ints([i + 1]), axes])
+        running = item if running is None else n.emit("Mul", [running, item])
+        parts.append(running)
+    return n.emit("Concat", parts, axis=dim) if len(parts) > 1 else n.emit("Identity", parts)
+
+
+@converter("Flip")
+def _flip(n: Node) -> str:
+    dims = [int(d) for d in n.kwargs["dims"]]
+    if not dims:
+        return n.emit("Identity", [n.value(0)])
+    k = len(dims)
+    return n.emit("Slice", [n.value(0), n.b.ints([-1] * k), n.b.ints([-_BIG - 1] * k),
+                            n.b.ints(dims), n.b.ints([-1] * k)])
+
+
+def _roll_axis(n: Node, x: str, shift: int, axis: int, size: int, size_b: int) -> str:
+    """x rolled by `shift` along `axis`: [x[-s:], x[:-s]] (s = shift mod size)."""
+    if size == size_b:
+        shift %= max(size, 1)
+    elif not -min(size, size_b) < shift < min(size, size_b):
+        raise n.fail(f"by {shift} along dimension {axis}, whose size follows a dynamic axis, "
+                     "depends on that size (the shift is taken modulo it)")
+    if shift == 0:
+        return x
+    cut = -shift            # where the part that comes first starts: x[-s:], then x[:-s]
+    axes = n.b.ints([axis])
+    head = n.emit("Slice", [x, n.b.ints([cut]), n.b.ints([_BIG]), axes])
+    tail = n.emit("Slice", [x, n.b.ints([0]), n.b.ints([cut]), axes])
+    return n.emit("Concat", [head, tail], axis=axis)
+
+
+@converter("Roll")
+def _roll(n: Node) -> str:
+    shifts, dims = n.kwargs["shifts"], n.kwargs["dims"]
+    x = first = n.value(0)
+    shape, shape_b = n.shape(0), n.shape_b(0)
+    if dims is None:          # over the flattened tensor, the shape kept
+        flat = n.emit("Reshape", [x, n.b.ints([-1])])
+        rolled = _roll_axis(n, flat, int(shifts[0]), 0, math.prod(shape), math.prod(shape_b))
+        return n.emit("Reshape", [rolled, n.emit("Shape", [x])])
+    for shift, dim in zip(shifts, dims):
+        x = _roll_axis(n, x, int(shift), int(dim), shape[dim], shape_b[dim])
+    return x if x != first else n.emit("Identity", [x])
+
+
+@converter("Tri")
+def _tri(n: Node) -> str:
+    diagonal, upper = int(n.kwargs.get("diagonal", 0)), bool(n.kwargs.get("upper", False))
+    x = n.value(0)
+    if n.opset >= 14:
+        return n.emit("Trilu", [x, _scalar(n, diagonal, np.int64)],
+                      upper=int(upper))
+    # before opset 14 (no Trilu): keep where col - row <= diagonal (>= for triu), from Ranges
+    shape = n.emit("Shape", [x])
+
+    def positions(axis: int) -> str:
+        size = n.b.squeeze(n.emit("Slice", [shape, n.b.ints([axis]), n.b.ints([axis + 1 or _BIG])]),
+                           [0])
+        return n.emit("Range", [_scalar(n, 0, np.int64), size, _scalar(n, 1, np.int64)])
+    offset = n.emit("Sub", [positions(-1), n.b.unsqueeze(positions(-2), [1])])
+    k = _scalar(n, diagonal, np.int64)
+    keep = n.emit("GreaterOrEqual" if upper else "LessOrEqual", [offset, k])
+    return n.emit("Where", [keep, x, _scalar(n, 0, n.dtype)])
+
+
+@converter("ArgSort")
+def _argsort(n: Node) -> str:
+    # TopK puts equal elements in index order, as retrograd's stable sort does (for NaN it may
+    # differ: retrograd sorts NaN as the largest)
+    dim, k = int(n.kwargs.get("dim", -1)), n.kwargs.get("k")
+    x = n.value(0)
+    if k is None:            # a full sort: k = the size of dim (at run time, if dynamic)
+        ndim = len(n.shape(0))
+        d = dim % ndim
+        if n.shape(0)[d] == n.shape_b(0)[d]:
+            kk = n.b.ints([n.shape(0)[d]], "k")
+        else:
+            kk = n.emit("Slice", [n.emit("Shape", [x]), n.b.ints([d]), n.b.ints([d + 1])])
+    else:
+        kk = n.b.ints([int(k)], "k")
+    _, indices = n.b.op("TopK", [x, kk], n_out=2, hint="TopK", axis=dim,
+                        largest=int(bool(n.kwargs.get("descending", False))), sorted=1)
+    return indices
