@@ -92,7 +92,6 @@ class Sqrt(Function):
         return grad / (2 * out)
 
 
-
 class Rsqrt(Function):
     """1 / sqrt(x); integer inputs give the default float dtype, as in PyTorch."""
 
@@ -121,6 +120,7 @@ class Sign(Function):
     @staticmethod
     def backward(ctx, grad):
         return np.zeros(grad.shape, grad.dtype)
+
 
 class Abs(Function):
     @staticmethod
