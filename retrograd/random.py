@@ -1,6 +1,7 @@
 """Random numbers: one library-wide generator, so `rg.manual_seed(s)` makes every draw reproducible."""
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ class Generator:
     def __init__(self, seed: int | None = None):
         self.rng = np.random.default_rng(seed)
         self._seed = seed
+        _generators.add(self)
 
     def manual_seed(self, seed: int) -> "Generator":
         self.rng = np.random.default_rng(int(seed))
@@ -32,6 +34,13 @@ class Generator:
         self.rng.bit_generator.state = state
 
 
+def states() -> dict[int, Any]:
+    """The state of every live Generator, by id: rg.compile compares them to notice draws made
+    around the library's functions while it records a step."""
+    return {id(g): g.rng.bit_generator.state for g in list(_generators)}
+
+
+_generators: "weakref.WeakSet[Generator]" = weakref.WeakSet()
 default_generator = Generator()
 
 

@@ -207,10 +207,11 @@ def test_library_random_draws_are_replayed_and_others_fall_back():
     draws = {compiled(rg.ones(1, 2)).item() for _ in range(3)}
     assert len(draws) == 3
 
-    compiled = rg.compile(lambda x: (lin(x) + rg.tensor(default_generator.rng.random(2))).sum())
-    with pytest.warns(CompileWarning, match="random numbers were drawn outside an op"):
-        a, b, c = (compiled(rg.ones(1, 2)).item() for _ in range(3))
-    assert len({a, b, c}) == 3
+    for source in (default_generator, g):      # around the functions: caught, for any Generator
+        compiled = rg.compile(lambda x, s=source: (lin(x) + rg.tensor(s.rng.random(2))).sum())
+        with pytest.warns(CompileWarning, match="drawn around the library's functions"):
+            a, b, c = (compiled(rg.ones(1, 2)).item() for _ in range(3))
+        assert len({a, b, c}) == 3
     compiled = rg.compile(lambda x: (lin(x) * float(np.random.rand())).sum())
     with pytest.warns(CompileWarning, match="NumPy's global generator"):
         compiled(rg.ones(1, 2))

@@ -31,7 +31,7 @@ import numpy as np
 from .. import autograd
 from ..autograd import Function, _conform
 from ..ops.elementwise import ReLU
-from ..random import default_generator
+from .. import random as rng_states
 from ..tensor import WRITE_CLOCK, Tensor, _wrap
 
 # Tensor methods that hand values to Python: inside a compiled step their result would be frozen
@@ -209,15 +209,16 @@ class Tape:
             self.fail("a tensor was modified in place inside the step (outside an optimizer "
                       "step); the replay would not repeat the write")
             self._clock = WRITE_CLOCK[0]
-        state = default_generator.rng.bit_generator.state
+        state = rng_states.states()
         if self._rng_state is not None and state != self._rng_state:
-            self.fail("random numbers were drawn outside an op (e.g. rg.randn inside the step); "
-                      "the replay would reuse the recorded values")
+            self.fail("random numbers were drawn around the library's functions (from a "
+                      "Generator's .rng, or a Generator made inside the step); the replay would "
+                      "reuse the recorded values: draw with rg.rand/rg.randn(..., generator=g)")
         self._rng_state = state
 
     def _after_event(self) -> None:
         self._clock = WRITE_CLOCK[0]
-        self._rng_state = default_generator.rng.bit_generator.state
+        self._rng_state = rng_states.states()
 
     @contextmanager
     def paused(self):
