@@ -179,7 +179,8 @@ def _var(n: Node) -> str:
 def _take_along_dim(n: Node) -> str:
     # x.max(dim), x.min(dim), sort, topk: values at the indices an op found (ArgExtreme, ArgSort)
     dim, keepdim = n.kwargs["dim"], n.kwargs.get("keepdim", True)
-    out = n.emit("GatherElements", [n.value(0), n.value(1)], axis=int(dim))
+    indices = n.value(1) if keepdim else n.b.unsqueeze(n.value(1), [dim])
+    out = n.emit("GatherElements", [n.value(0), indices], axis=int(dim))
     return out if keepdim else n.b.squeeze(out, [dim])
 
 

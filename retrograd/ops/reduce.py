@@ -154,10 +154,14 @@ class AMin(_Extreme):
 
 
 class TakeAlongDim(Function):
-    """Values at given indices along one dimension (max/min with dim); the gradient goes back there."""
+    """Values at given indices along one dimension (max/min with dim, sort, topk); the gradient
+    goes back there. `keepdim=False` drops `dim` from the result and takes indices without it
+    (one per slice, as max(dim) returns them)."""
 
     @staticmethod
     def forward(ctx, x, indices, dim, keepdim=True):
+        if not keepdim:
+            indices = np.expand_dims(indices, dim)
         ctx.save_for_backward(indices)
         ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
         out = np.take_along_axis(x, indices, axis=dim)
@@ -187,9 +191,8 @@ def max_min(x, dim, keepdim, aliases, kind: str):
         return values if dim is None else MaxMin(values, _wrap(np.zeros((), dtype=np.int64)))
     if x.data.shape[dim] == 0:
         raise ValueError(f"{kind}(): dimension {dim} of shape {x.shape} is empty")
-    indices = ArgExtreme.apply(x, dim=dim, keepdim=True, smallest=kind == "min")
-    values = TakeAlongDim.apply(x, indices, dim=dim, keepdim=keepdim)
-    return MaxMin(values, indices if keepdim else indices.squeeze(dim))
+    indices = ArgExtreme.apply(x, dim=dim, keepdim=keepdim, smallest=kind == "min")
+    return MaxMin(TakeAlongDim.apply(x, indices, dim=dim, keepdim=keepdim), indices)
 
 
 class ArgExtreme(Function):
