@@ -534,6 +534,11 @@ def _wrap(array: Any) -> Tensor:
     return out
 
 
+def _tensor(x: Any) -> Tensor:
+    """x itself if it is a Tensor, else a new Tensor holding it (an op's non-tensor argument)."""
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
 def _compare(ufunc, a: Tensor, b: Any) -> Tensor:
     return Predicate.apply(a, b, fn=ufunc)
 

@@ -4,9 +4,10 @@ Every function here is a thin front to an op class (forward and backward togethe
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-from ..tensor import Tensor, _dim, _reduce_args, _shape_arg
+from ..tensor import _dim, _reduce_args, _shape_arg
+from ..tensor import _tensor as _t
 from .arithmetic import Add, Div, Mul, Neg, Pow, Sub
 from .elementwise import (ELU, GELU, Abs, Cos, Exp, LeakyReLU, Log, Log1p, Maximum, Minimum, ReLU,
                           Sigmoid, Sin, Softplus, Sqrt, Tanh, Where, clamp)
@@ -16,10 +17,6 @@ from .index import cat, chunk, pad, split, stack
 from .linalg import bmm, einsum, linear, matmul, outer
 from .order import argsort, cumprod, cumsum, flip, roll, sort, topk, tril, triu
 from .reduce import LogSoftmax, LogSumExp, Softmax
-
-
-def _t(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def add(a, b): return Add.apply(a, b)

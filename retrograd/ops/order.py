@@ -12,16 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..autograd import Function
+from ..tensor import _tensor
 from .reduce import TakeAlongDim
 from .scatter_gather import _dim
 
 SortResult = namedtuple("SortResult", ["values", "indices"])
 TopKResult = namedtuple("TopKResult", ["values", "indices"])
-
-
-def _tensor(x):
-    from ..tensor import Tensor
-    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def _dims(op: str, dims, ndim: int) -> tuple:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor
+from ..tensor import Tensor, _tensor
 from .embedding import _rows_summed_by_id
 from .index import BasicIndex
 
@@ -107,16 +107,28 @@ def _add_at(out: np.ndarray, positions: tuple, values: np.ndarray) -> np.ndarray
 
 # -- gather and its relatives ---------------------------------------------------------------------
 
+def _along_args(op: str, x: np.ndarray, index: np.ndarray, dim: int, src=None) -> tuple:
+    """The checked dim, and x, index (and src, if given) at least 1-d: gather's and scatter's
+    arguments, checked as torch checks them."""
+    _integer_index(op, index)
+    dim = _dim(op, dim, x.ndim)
+    if src is None:
+        x1, index1 = _at_least_1d(x, index)
+        _check_sizes(op, index1, x1, dim)
+    else:
+        x1, index1, src = _at_least_1d(x, index, np.asarray(src))
+        _same_dtype(op, x1, src)
+        _check_sizes(op, index1, x1, dim, src)
+    _check_range(op, index1, x1.shape[dim], dim)
+    return dim, x1, index1, src
+
+
 class Gather(Function):
     """out[i][j] = x[index[i][j]][j] (dim=0): the value at each index along `dim`."""
 
     @staticmethod
     def forward(ctx, x, index, dim):
-        _integer_index("gather", index)
-        dim = _dim("gather", dim, x.ndim)
-        x1, index1 = _at_least_1d(x, index)
-        _check_sizes("gather", index1, x1, dim)
-        _check_range("gather", index1, x1.shape[dim], dim)
+        dim, x1, index1, _ = _along_args("gather", x, index, dim)
         ctx.save_for_backward(index)
         ctx.shape, ctx.dim = x.shape, dim
         return x1[_positions(index1, dim)].reshape(index.shape)
@@ -201,24 +213,13 @@ class IndexSelect(Function):
 
 # -- scatter: out-of-place writes ------------------------------------------------------------------
 
-def _scatter_args(op: str, x: np.ndarray, index: np.ndarray, src, dim: int) -> tuple:
-    """The checked dim, and x, index and src at least 1-d, for scatter and scatter_add."""
-    _integer_index(op, index)
-    dim = _dim(op, dim, x.ndim)
-    x1, index1, src1 = _at_least_1d(x, index, np.asarray(src))
-    _same_dtype(op, x1, src1)
-    _check_sizes(op, index1, x1, dim, src1)
-    _check_range(op, index1, x1.shape[dim], dim)
-    return dim, x1, index1, src1
-
-
 class Scatter(Function):
     """out = x with out[index[i][j]][j] = src[i][j] (dim=0). Where an index repeats, one of the
     writes wins (unspecified in torch too); src's gradient is the output gradient gathered back."""
 
     @staticmethod
     def forward(ctx, x, index, src, dim):
-        dim, x1, index1, src1 = _scatter_args("scatter", x, index, src, dim)
+        dim, x1, index1, src1 = _along_args("scatter", x, index, dim, src)
         ctx.save_for_backward(index)
         ctx.shape, ctx.src_shape, ctx.dim = x.shape, np.shape(src), dim
         out = x1.copy()
@@ -236,11 +237,7 @@ class ScatterValue(Function):
 
     @staticmethod
     def forward(ctx, x, index, dim, value):
-        _integer_index("scatter", index)
-        dim = _dim("scatter", dim, x.ndim)
-        x1, index1 = _at_least_1d(x, index)
-        _check_sizes("scatter", index1, x1, dim)
-        _check_range("scatter", index1, x1.shape[dim], dim)
+        dim, x1, index1, _ = _along_args("scatter", x, index, dim)
         ctx.save_for_backward(index)
         ctx.shape, ctx.src_shape, ctx.dim = x.shape, None, dim
         out = x1.copy()
@@ -258,7 +255,7 @@ class ScatterAdd(Function):
 
     @staticmethod
     def forward(ctx, x, index, src, dim):
-        dim, x1, index1, src1 = _scatter_args("scatter_add", x, index, src, dim)
+        dim, x1, index1, src1 = _along_args("scatter_add", x, index, dim, src)
         ctx.save_for_backward(index)
         ctx.shape, ctx.src_shape, ctx.dim = x.shape, np.shape(src), dim
         out = np.array(x1, order="C")
@@ -354,10 +351,6 @@ class OneHot(Function):
 def _index_arg(index: Any) -> Any:
     """Tensors go in as tensors (a compiled step names them); lists and arrays as arrays."""
     return index if isinstance(index, Tensor) else np.asarray(index)
-
-
-def _tensor(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def gather(x: Tensor, dim: int, index: Any) -> Tensor:
