@@ -108,6 +108,14 @@ class Tape:
         self._read: set[int] = set()  # ids of arrays read through a tensor (`T<n>.data`)
         self.nodes: dict[int, str] = {}                   # id(graph node) -> its ctx local
         self.inputs = [f"a{i}" for i in range(n_inputs)]
+        # The same record as events, for a backend that lowers the step (numba_backend.py):
+        # ("read", local, tensor), ("op", class, ctx, out, arg exprs, keyword exprs, attributes),
+        # ("backward", class, ctx, grad expr, [(input index, local)]), ("conform", local, shape
+        # before, shape, dtype), ("add", local, a, b), ("deliver", leaf, expr, copy),
+        # ("effect", method, args, kwargs), ("call", fn, local or None, arg exprs); and the shape
+        # and dtype of each local array.
+        self.events: list[tuple] = []
+        self.meta: dict[str, tuple] = {}
         self.breaks: list[str] = []
         self.modules: dict = {}       # module -> _module_state, for the replay guard
         self.output: Any = None
@@ -133,6 +141,8 @@ class Tape:
 
     def _name_array(self, array: np.ndarray, expr: str, local: str) -> str:
         self.names[id(array)] = (expr, local)
+        if expr == local and isinstance(array, np.ndarray):
+            self.meta[local] = (array.shape, array.dtype)
         self._alive.append(array)
         return expr
 
@@ -149,6 +159,7 @@ class Tape:
             # step): read through the tensor at replay, once, where the recording first used it.
             local = self._new("v")
             self._emit(f"{local} = {self._object(owner, 'T')}.data", (local,))
+            self.events.append(("read", local, owner))
             self._read.add(id(array))
             self._name_array(array, local, local)
             return local, (local,)
@@ -244,7 +255,7 @@ class Tape:
 
         def probe(ctx, *arrays, **options):   # to see whether forward returns an ndarray
             out = forward(ctx, *arrays, **options)
-            returned.append(type(out) is np.ndarray)
+            returned.append((type(out) is np.ndarray, ctx))
             return out
 
         own = cls.__dict__.get("forward")
@@ -270,11 +281,13 @@ class Tape:
         self._emit(f"{ctx} = new({self._object(cls, 'C')}); "
                    f"{ctx}.needs_input_grad = {needs!r}", (ctx,))
         call = f"{self._object(forward, 'F')}({', '.join([ctx] + exprs)})"
-        if not returned[0]:
+        if not returned[0][0]:
             call = f"asarray({call})"
         self._emit(f"{out} = {call}", (out,), (ctx, *uses))
         self._name_array(result.data, out, out)
         node = result.grad_fn
+        self.events.append(("op", cls, ctx, out, exprs[:len(args)], exprs[len(args):],
+                            _attributes(returned[0][1])))
         if node is not None:
             self.nodes[id(node)] = ctx
             self._alive.append(node)
@@ -304,9 +317,11 @@ class Tape:
         self._keywords(kwargs, exprs, uses)
         code = f"{self._object(fn, 'F')}({', '.join(exprs)})"
         if out is None:                   # a state update
+            self.events.append(("call", fn, None, exprs))
             self._emit(code, (), tuple(uses))
             return out
         local = self._new("v")
+        self.events.append(("call", fn, local, exprs))
         self._emit(f"{local} = {code}", (local,), tuple(uses))
         self._name_array(out, local, local)
         return out
@@ -317,6 +332,7 @@ class Tape:
         exprs = [self._value(a)[0] for a in args]
         exprs += [f"{k}={self._value(v)[0]}" for k, v in kwargs.items()]
         self._emit(f"{self._object(method, 'M')}({', '.join(exprs)})")
+        self.events.append(("effect", method, args, kwargs))
         return result
 
     def escape(self, what: str) -> None:
@@ -365,6 +381,8 @@ class Tape:
             out = self._new("v")
             self._emit(f"{out} = {self._object(backward, 'B')}({ctx}, {g_expr})",
                        (out,), (ctx, g_expr))
+            received: list = []
+            self.events.append(("backward", type(node), ctx, g_expr, received))
             single = type(in_grads) is not tuple
             if single:
                 in_grads = (in_grads,)
@@ -377,6 +395,7 @@ class Tape:
                 local = out if single else self._new("v")
                 if not single:
                     self._emit(f"{local} = {out}[{i}]", (local,), (out,))
+                received.append((i, local))
                 if type(pg) is not np.ndarray:
                     pg = autograd._as_array(pg)
                     self._emit(f"{local} = as_array({local})", (local,), (local,))
@@ -385,9 +404,11 @@ class Tape:
                 else:
                     shape, dtype = parent.data.shape, parent.data.dtype
                 if pg.shape != shape or pg.dtype is not dtype:
+                    self.events.append(("conform", local, pg.shape, shape, dtype))
                     pg = _conform(pg, shape, dtype)
                     self._emit(f"{local} = conform({local}, {shape!r}, {self._object(dtype)})",
                                (local,), (local,))
+                self.meta[local] = (pg.shape, pg.dtype)
                 if isinstance(parent, Function):
                     self._send(grads, pending, parent, pg, local)
                 else:
@@ -405,6 +426,7 @@ class Tape:
                 _deliver(leaf, g, copy)
             delivered.add(id(leaf.grad.data))
             self._emit(f"deliver({self._object(leaf, 'T')}, {expr}, {copy})", (), (expr,))
+            self.events.append(("deliver", leaf, expr, copy))
         self._after_event()
 
     def _send(self, grads: dict, pending: list, node: Function, g, expr: str) -> None:
@@ -412,7 +434,9 @@ class Tape:
             old, old_expr = grads[node]
             local = self._new("v")
             self._emit(f"{local} = {old_expr} + {expr}", (local,), (old_expr, expr))
+            self.events.append(("add", local, old_expr, expr))
             grads[node] = (old + g, local)
+            self.meta[local] = (grads[node][0].shape, grads[node][0].dtype)
         else:
             grads[node] = (g, expr)
             heapq.heappush(pending, (-node._seq, node))
@@ -424,7 +448,9 @@ class Tape:
         else:
             local = self._new("v")
             self._emit(f"{local} = {entry[1]} + {expr}", (local,), (entry[1], expr))
+            self.events.append(("add", local, entry[1], expr))
             entry[0], entry[1], entry[2] = entry[0] + g, local, True
+            self.meta[local] = (entry[0].shape, entry[0].dtype)
 
     # -- after the run ----------------------------------------------------------------------------
     def guards(self) -> tuple:
@@ -603,6 +629,12 @@ def recording(tape: Tape):
         autograd._tape = previous
         for cls, name, original in reversed(patched):
             setattr(cls, name, original)
+
+
+def _attributes(ctx: Function) -> dict:
+    """The plain values an op's forward kept on its node (a reduction's dim, a loss's reduction):
+    what a lowering needs to know of how forward ran."""
+    return {k: v for k, v in ctx.__dict__.items() if _plain(v)}
 
 
 def _requires_grad(t: Tensor) -> bool:
