@@ -153,9 +153,11 @@ def _guard_expression(guards: tuple) -> Callable[[], bool]:
 class CompiledFunction:
     """A step function with a cache of recordings; call it as the function itself."""
 
-    def __init__(self, fn: Callable, fullgraph: bool = False, cache_size: int = 8):
+    def __init__(self, fn: Callable, fullgraph: bool = False, cache_size: int = 8,
+                 backend: str = "numpy"):
         functools.update_wrapper(self, fn)
         self.fn, self.fullgraph, self.cache_size = fn, fullgraph, cache_size
+        self.backend = backend
         self._cache: OrderedDict[tuple, list[_Entry]] = OrderedDict()
         self._warned: set[str] = set()
         self.recordings = 0        # how many eager recording runs happened (for tests and tuning)
@@ -260,12 +262,21 @@ class CompiledFunction:
             self._warn(difference)
             return out
         entry.replay, entry.source = tape.program()
+        if self.backend == "numba":
+            from .numba_backend import Unlowerable, lower
+            try:
+                entry.replay, entry.source = lower(tape, entry.replay, arrays)
+            except Unlowerable as e:
+                if self.fullgraph:
+                    raise CompileError(f"rg.compile(backend='numba', fullgraph=True): {e}") \
+                        from None
+                self._warn(str(e), "backend='numba' replays it with NumPy")
         return out
 
-    def _warn(self, reason: str) -> None:
+    def _warn(self, reason: str, what: str = "running eagerly") -> None:
         if reason not in self._warned:
             self._warned.add(reason)
-            warnings.warn(f"rg.compile({getattr(self.fn, '__name__', 'step')}): running eagerly: "
+            warnings.warn(f"rg.compile({getattr(self.fn, '__name__', 'step')}): {what}: "
                           f"{reason}", CompileWarning, stacklevel=3)
 
 
@@ -303,15 +314,27 @@ def _observed() -> bool:
 
 
 def compile(fn: Callable | None = None, *, fullgraph: bool = False,   # noqa: A001 - as torch's
-            cache_size: int = 8) -> Any:
+            cache_size: int = 8, backend: str = "numpy") -> Any:
     """Compile a step function (usable as `@rg.compile` or `@rg.compile(fullgraph=True)`).
 
     `fullgraph=True` raises `CompileError` where the step cannot be recorded instead of running
     it eagerly with a `CompileWarning`. At most `cache_size` input signatures are kept (least
-    recently used dropped).
+    recently used dropped). `backend="numba"` fuses each recording into one function compiled by
+    Numba (`pip install retrograd[numba]`): for small networks, whose steps are mostly per-call
+    overhead; it costs seconds of compilation per signature, and a step with ops it does not
+    cover is replayed with NumPy (compile/numba_backend.py).
 
     >>> step = rg.compile(lambda x, y: train_step(model, opt, x, y))
+    >>> xor_step = rg.compile(xor_step, backend="numba")
     """
+    if backend not in ("numpy", "numba"):
+        raise ValueError(f"rg.compile: backend must be 'numpy' or 'numba', got {backend!r}")
+    if backend == "numba":
+        from .numba_backend import available
+        if not available():
+            raise ImportError("rg.compile(backend='numba') needs Numba: "
+                              "pip install 'retrograd[numba]'")
     if fn is None:
-        return functools.partial(compile, fullgraph=fullgraph, cache_size=cache_size)
-    return CompiledFunction(fn, fullgraph=fullgraph, cache_size=cache_size)
+        return functools.partial(compile, fullgraph=fullgraph, cache_size=cache_size,
+                                 backend=backend)
+    return CompiledFunction(fn, fullgraph=fullgraph, cache_size=cache_size, backend=backend)
