@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="BLAS threads for matrix products (default: NumPy's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--compile", action="store_true",
-                   help="record each training step once and replay it (rg.compile)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, choices=["numba"],
+                   help="record each training step once and replay it (rg.compile); "
+                        "--compile numba fuses it with Numba (pip install 'retrograd[numba]')")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted run in DIR (its --out) from its last "
                         "checkpoint, with its config.json; --epochs may extend it")
