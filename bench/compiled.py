@@ -2,9 +2,10 @@
 
 Each workload's training step (zero_grad, loss, backward, optimizer step) is timed four ways in
 one process, five where JAX is installed (the same step written in JAX under one jax.jit, from
-bench/jax_steps.py; "n/a" without it), interleaved in rounds (a noisy neighbour hits every
-variant alike); the report gives the median over rounds of the per-round median ms/step, and the
-ratios compiled / PyTorch eager and JAX-jit / PyTorch eager as medians of per-round ratios.
+bench/jax_steps.py; "n/a" without it) and six where Numba is (`rg.compile(backend="numba")`, for
+the workloads whose every op it lowers; "n/a" for the others), interleaved in rounds (a noisy
+neighbour hits every variant alike); the report gives the median over rounds of the per-round
+median ms/step, and the ratios to PyTorch eager as medians of per-round ratios.
 Peak memory of one step: tracemalloc's peak for ours (NumPy reports its allocations to
 tracemalloc), and for PyTorch the peak of the CPU allocator's profiler (`torch.profiler` with
 profile_memory: the running sum of its allocation and free events, in time order) over one step,
@@ -102,6 +103,8 @@ def run(name: str, rounds: int, use_torch_compile: bool, jax_steps=None) -> dict
 
     ours, theirs, meta = workloads.WORKLOADS[name]()
     steps = {"eager": ours, "compiled": rg.compile(ours), "torch": theirs}
+    if _has_numba():
+        steps["numba"] = rg.compile(ours, backend="numba")
     # before torch.compile's trial steps, so JAX starts from the workload's initial weights
     jax_step = jax_steps.build(name, meta) if jax_steps else None
     if jax_step is not None:
@@ -117,6 +120,8 @@ def run(name: str, rounds: int, use_torch_compile: bool, jax_steps=None) -> dict
             for _ in range(max(meta["warmup"], 3)):
                 step()
     fallback = [str(w.message) for w in caught if "rg.compile" in str(w.message)]
+    if any("backend='numba'" in m for m in fallback):
+        del steps["numba"]            # replayed with NumPy: the "compiled" column again
     repeats = meta["repeats"]
     results = {k: [] for k in steps}
     names = list(steps)
@@ -125,8 +130,9 @@ def run(name: str, rounds: int, use_torch_compile: bool, jax_steps=None) -> dict
             results[k].append(median_ms(steps[k], repeats))
     out = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
     out["ratio"] = _median_ratio(results, "compiled")
-    if "JAX-jit" in out:
-        out["jax_ratio"] = _median_ratio(results, "JAX-jit")
+    for variant in ("JAX-jit", "numba"):
+        if variant in out:
+            out[f"{variant}_ratio"] = _median_ratio(results, variant)
     out["mem_ours"] = peak_ours(steps["compiled"])
     out["mem_eager"] = peak_ours(steps["eager"])
     out["mem_torch"] = peak_torch(theirs)
@@ -134,18 +140,31 @@ def run(name: str, rounds: int, use_torch_compile: bool, jax_steps=None) -> dict
     return out
 
 
+def _has_numba() -> bool:
+    from retrograd.compile.numba_backend import available
+    return available()
+
+
 def _ms(row: dict, variant: str) -> str:
     return f"{row[variant]:.3f}" if variant in row else "n/a"
 
 
+def _ratio(row: dict, variant: str) -> str:
+    key = f"{variant}_ratio"
+    return f"{row[key]:.2f}" if key in row else "n/a"
+
+
 def table(rows: list) -> str:
-    lines = [("| workload | eager ms | compiled ms | PyTorch ms | torch.compile ms | JAX-jit ms "
-              "| eager / PyTorch | compiled / PyTorch | peak MB compiled / eager / PyTorch |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [("| workload | eager ms | compiled ms | compiled (numba) ms | PyTorch ms "
+              "| torch.compile ms | JAX-jit ms | eager / PyTorch | compiled / PyTorch "
+              "| numba / PyTorch | JAX-jit / PyTorch | peak MB compiled / eager / PyTorch |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['eager']:.3f} | {r['compiled']:.3f} | {r['torch']:.3f} | "
+        lines.append(f"| {r['name']} | {r['eager']:.3f} | {r['compiled']:.3f} | "
+                     f"{_ms(r, 'numba')} | {r['torch']:.3f} | "
                      f"{_ms(r, 'torch.compile')} | {_ms(r, 'JAX-jit')} | "
                      f"{r['eager'] / r['torch']:.2f} | {r['ratio']:.2f} | "
+                     f"{_ratio(r, 'numba')} | {_ratio(r, 'JAX-jit')} | "
                      f"{r['mem_ours']:.3f} / {r['mem_eager']:.3f} / {r['mem_torch']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -161,8 +180,10 @@ def plot(rows: list, path: str, title: str) -> None:
     x = np.arange(len(rows))
     series = [("rg eager", [r["eager"] / r["torch"] for r in rows], "tab:blue"),
               ("rg.compile", [r["ratio"] for r in rows], "tab:orange")]
-    if any("jax_ratio" in r for r in rows):
-        series.append(("JAX-jit", [r.get("jax_ratio", np.nan) for r in rows], "tab:green"))
+    for label, variant, color in (("rg.compile numba", "numba", "tab:red"),
+                                  ("JAX-jit", "JAX-jit", "tab:green")):
+        if any(f"{variant}_ratio" in r for r in rows):
+            series.append((label, [r.get(f"{variant}_ratio", np.nan) for r in rows], color))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(0.65 * len(series) * len(rows) + 2.5, 4.5))
     for i, (label, values, color) in enumerate(series):
@@ -198,7 +219,8 @@ def main(argv=None) -> int:
     for name in args.only.split(","):
         r = run(name, args.rounds, not args.no_torch_compile, jax_steps)
         rows.append(r)
-        print(f"{name}: eager {r['eager']:.3f}  compiled {r['compiled']:.3f}  torch "
+        print(f"{name}: eager {r['eager']:.3f}  compiled {r['compiled']:.3f}  numba "
+              f"{_ms(r, 'numba')}  torch "
               f"{r['torch']:.3f}  torch.compile {_ms(r, 'torch.compile')}  JAX-jit "
               f"{_ms(r, 'JAX-jit')} ms/step; compiled/torch {r['ratio']:.2f}; "
               f"peak MB ours {r['mem_ours']:.2f} (eager {r['mem_eager']:.2f}) torch "
