@@ -8,16 +8,20 @@ the products. A thin wrapper reads the parameters and hyper-parameters, calls it
 in Python what the step did to Python objects: the new `.grad` tensors, the optimizer's step count,
 the version counters of the updated parameters, a trailing `scheduler.step()`.
 
-What it lowers: the ops in lowerings.py, `zero_grad()` (to None), SGD's step (every option), and
-a step that returns tensors it computed. Anything else (another op, another optimizer, dropout or
-random draws, gradients accumulated over calls) raises `Unlowerable` at recording, and the step is
-replayed with NumPy, with one warning. A replay whose assumptions no longer hold (an option of the
-optimizer switched on, its state cleared, a hook added) runs the NumPy replay for that call.
+What it lowers: the ops in lowerings.py, `zero_grad()` (to None), the steps of SGD, Adam and
+AdamW (every option; kernels.py), helpers such as dropout masks and `rg.randn` that take nothing
+the step computed (run by the wrapper, in the recorded order), a trailing scheduler step, and a
+step that returns tensors it computed. Anything else (another op or optimizer, gradient clipping,
+gradients accumulated over calls) raises `Unlowerable` at recording, and the step is replayed with
+NumPy, with one warning. A replay whose assumptions no longer hold (an option of the optimizer
+switched on, its state cleared, its groups changed, a hook added) runs the NumPy replay for that
+call.
 
 Numba compiles when the recording is lowered: several seconds, once per input signature. The
 fused function is written to a file in RETROGRAD_CACHE_DIR (default ~/.cache/retrograd), named by
-the hash of its source, and compiled with Numba's cache on: a later process that records the
-same step loads the machine code instead (a fraction of a second).
+the hash of its source and of kernels.py, and compiled with Numba's cache on: a later process that
+records the same step loads the machine code instead (a fraction of a second). Deleting the
+folder clears the cache.
 """
 from __future__ import annotations
 
@@ -432,8 +436,7 @@ class _Program:
         effects += [f"{o}._step_count += 1" for o in self.steps] + self.counts
         effects += self.after
         self.checks += [f"not {self._object(p, 'T')}._hooks" for p in leaves]
-        # replay: the fused call between reading its arguments and the effects on Python
-        # objects; arguments: the first part alone, to compile for (it changes nothing)
+
         def prologue(fallback_call: str, draws: list) -> str:
             lines = self.fetches + [f"if failed or not ({' and '.join(self.checks) or 'True'}):",
                                     f"    return {fallback_call}"] \
