@@ -4,6 +4,8 @@ Fused cross-entropy over class-index targets, as ops/loss.py's CrossEntropyIndic
 without label smoothing or class weights: row by row, the log-softmax at the target from the
 shifted exponentials, whose row sums backward reuses. Targets equal to `ignore_index` count for
 nothing; any other target outside [0, C) raises IndexError, as eager does.
+
+All compile with NumPy's error model, as the fused function does (numba_backend._jit).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 from numba import njit
 
 
-@njit
+@njit(error_model="numpy")
 def cross_entropy_forward(x, target, ignore_index, mean):
     """(loss, e, s, count): e = exp(x - row max), s its row sums, count the targets not ignored."""
     n, c = x.shape
@@ -41,7 +43,7 @@ def cross_entropy_forward(x, target, ignore_index, mean):
     return total, e, s, count
 
 
-@njit
+@njit(error_model="numpy")
 def cross_entropy_backward(e, s, target, ignore_index, g, count, mean):
     """d loss / dx: (softmax - onehot(target)) times the upstream g (over count for the mean)."""
     n, c = e.shape
@@ -63,7 +65,7 @@ def cross_entropy_backward(e, s, target, ignore_index, g, count, mean):
 # them array by array (so the same results), in one loop: Numba's whole-array expressions on 2-D
 # parameters run 3-5x slower than NumPy's, a loop over the flat elements faster.
 
-@njit
+@njit(error_model="numpy")
 def sgd_update(x, g, b, lr, momentum, damped_share, weight_decay, has_momentum, undamped,
                has_decay, nesterov, maximize):
     xf, gf, bf = x.reshape(-1), g.reshape(-1), b.reshape(-1)
@@ -79,7 +81,7 @@ def sgd_update(x, g, b, lr, momentum, damped_share, weight_decay, has_momentum, 
         xf[i] = xf[i] - lr * gi
 
 
-@njit
+@njit(error_model="numpy")
 def adam_update(x, g, m, v, v_max, one_minus_beta1, beta2, one_minus_beta2, eps_hat, alpha,
                 decay_factor, weight_decay, has_decay, decoupled, amsgrad, maximize):
     xf, gf, mf, vf, wf = x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), \
