@@ -93,6 +93,20 @@ def fallback_counter(compiled):
     return calls
 
 
+def side_by_side(eager, compiled, batches, steps):
+    """`steps` calls of both steps on the batches in turn, their losses compared. Returns eager's
+    losses and the count of NumPy-replay calls from the first replay (the third call) on."""
+    losses, fallbacks = [], None
+    for i in range(steps):
+        batch = batches[i % len(batches)]
+        l1, l2 = eager(*batch), compiled(*batch)
+        assert_close_loss(l2, l1, f"step {i}")
+        losses.append(l1.item())
+        if i == 2:
+            fallbacks = fallback_counter(compiled)
+    return losses, fallbacks
+
+
 def batches_of(shapes, count, dtype=np.float32, seed=0):
     g = np.random.default_rng(seed)
     return [tuple(rg.tensor(g.standard_normal(s).astype(dtype)) for s in shapes)
@@ -178,12 +192,8 @@ def test_mlp_ops_sgd_options_and_groups_match_eager():
     batches = batches_of([(7, 6), (7, 5)], 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompileWarning)
-        for i in range(32):
-            l1, l2 = eager(*batches[i % 3]), compiled(*batches[i % 3])
-            assert_close_loss(l2, l1, f"step {i}")
-            if i == 2:
-                first, fallbacks = l1.item(), fallback_counter(compiled)
-    assert l1.item() < first
+        losses, fallbacks = side_by_side(eager, compiled, batches, 32)
+    assert losses[-1] < losses[2]
     assert_close_models(m1, m2)
     for p, q in zip(m1.parameters(), m2.parameters()):       # the momentum buffers too
         np.testing.assert_allclose(o2.state[q]["momentum_buffer"], o1.state[p]["momentum_buffer"],
@@ -446,30 +456,28 @@ def test_zero_grad_of_a_parameter_without_gradient_leaves_none():
     assert compiled.recordings == 2 and fallbacks == []
 
 
+def step_zeroing(zeroed, m, o):
+    """A training step whose zero_grad is the module `zeroed(m)`'s, not the optimizer's."""
+    def step(x, y):
+        zeroed(m).zero_grad()
+        loss = small_loss(m, x, y)
+        loss.backward()
+        o.step()
+        return loss
+    return step
+
+
 def test_parameter_outside_zero_grad_with_a_gradient_from_outside_uses_the_numpy_replay():
     """zero_grad of the used layer only: the unused layer's .grad must stay None for the fused
     update (which skips it); one set from outside is then used by eager's SGD, and by the NumPy
     replay the call falls back to."""
     (m1, o1), (m2, o2) = pair_of_models(WithUnused, lambda p: optim.SGD(p, lr=0.1))
-
-    def step_of(m, o):
-        def step(x, y):
-            m.used.zero_grad()
-            loss = small_loss(m, x, y)
-            loss.backward()
-            o.step()
-            return loss
-        return step
-
-    eager, compiled = step_of(m1, o1), numba_compile(step_of(m2, o2))
+    eager = step_zeroing(lambda m: m.used, m1, o1)
+    compiled = numba_compile(step_zeroing(lambda m: m.used, m2, o2))
     batches = batches_of([(5, 4), (5, 2)], 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompileWarning)
-        for i in range(6):
-            l1, l2 = eager(*batches[i % 3]), compiled(*batches[i % 3])
-            assert_close_loss(l2, l1, f"step {i}")
-            if i == 2:
-                fallbacks = fallback_counter(compiled)
+        _, fallbacks = side_by_side(eager, compiled, batches, 6)
         assert fallbacks == [] and m2.unused.weight.grad is None
         before = m2.unused.weight.data.copy()
         for m in (m1, m2):
@@ -492,17 +500,8 @@ def test_parameter_groups_changed_after_compiling_are_followed(change):
     recorded, must give way to the NumPy replay."""
     (m1, _), (m2, _) = pair_of_models(small_net, lambda p: None)
     o1, o2 = optim.SGD(m1[2].parameters(), lr=0.1), optim.SGD(m2[2].parameters(), lr=0.1)
-
-    def step_of(m, o):
-        def step(x, y):
-            m.zero_grad()
-            loss = small_loss(m, x, y)
-            loss.backward()
-            o.step()
-            return loss
-        return step
-
-    eager, compiled = step_of(m1, o1), numba_compile(step_of(m2, o2))
+    eager = step_zeroing(lambda m: m, m1, o1)
+    compiled = numba_compile(step_zeroing(lambda m: m, m2, o2))
     batches = batches_of([(5, 4), (5, 2)], 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompileWarning)
