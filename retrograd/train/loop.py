@@ -122,6 +122,8 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+    if compile not in (False, True, "numpy", "numba"):
+        raise ValueError(f"fit: compile must be True, False, 'numpy' or 'numba', got {compile!r}")
     if seed is not None:
         manual_seed(seed)
     train_loader = as_loader(train_data, batch_size, shuffle, "train_data")
@@ -147,8 +149,6 @@ def fit(model: Module, loss_fn: Callable, optimizer: Any, train_data: Data, epoc
     report = make_report(progress, epochs)
     logs: dict[str, float] = {}
 
-    if compile not in (False, True, "numpy", "numba"):
-        raise ValueError(f"fit: compile must be True, False, 'numpy' or 'numba', got {compile!r}")
     backend = "numpy" if compile is True else compile
     step = _compiled_step(model, loss_fn, optimizer, hooks, backend) if compile else None
     with _restore_modes(model):
