@@ -603,7 +603,7 @@ def test_cross_entropy_target_out_of_range_raises_before_any_update():
     def loss_of(m, x, y):
         return F.cross_entropy(m(x), y)
 
-    (m1, o1), (m2, o2) = pair_of_models(classifier, lambda p: optim.SGD(p, lr=0.1))
+    _, (m2, o2) = pair_of_models(classifier, lambda p: optim.SGD(p, lr=0.1))
     compiled = numba_compile(train_step(m2, o2, loss_of))
     (x, y), = class_batches(1)
     for _ in range(3):

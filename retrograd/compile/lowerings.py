@@ -304,8 +304,8 @@ def _cross_entropy_forward(op: Op) -> list[str]:
         raise Unlowerable("cross_entropy with class weights, label smoothing, reduction='none' or "
                           "other than (N, C) logits")
     mean = op.attrs["reduction"] == "mean"
-    return [f"{op.out}, {op.out}_e, {op.out}_s, {op.out}_n = "
-            f"kernels.cross_entropy_forward({x}, {targets}, {targets.value[1]}, {mean})"]
+    return [(f"{op.out}, {op.out}_e, {op.out}_s, {op.out}_n = "
+             f"kernels.cross_entropy_forward({x}, {targets}, {targets.value[1]}, {mean})")]
 
 
 def _cross_entropy_backward(op: Op, g: str, grads: dict) -> list[str]:

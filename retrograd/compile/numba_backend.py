@@ -67,7 +67,7 @@ def _one_blas_thread_for_numba() -> None:
     is for small models, whose products gain little from threads: SciPy's own BLAS, where it is
     one of its own, gets one thread. A BLAS NumPy shares (conda's) is left alone."""
     import scipy
-    import scipy.linalg.cython_blas  # noqa: F401 - loads SciPy's BLAS
+    import scipy.linalg.cython_blas  # loads SciPy's BLAS
     from threadpoolctl import ThreadpoolController
     home = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
     own = [os.path.join(home, "scipy") + os.sep, os.path.join(home, "scipy.libs") + os.sep]
@@ -299,9 +299,9 @@ class _Program:
 
     def _effect(self, method: Callable, args: tuple, kwargs: dict) -> None:
         from ..nn.module import Module
+        from ..optim.adam import Adam, AdamW
         from ..optim.lr_scheduler import LRScheduler
         from ..optim.optimizer import Optimizer
-        from ..optim.adam import Adam, AdamW
         from ..optim.sgd import SGD
         owner, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
         if isinstance(owner, LRScheduler) and not args and not kwargs:
@@ -345,18 +345,19 @@ class _Program:
                     if id(p) not in self.zeroed:
                         self.checks.append(f"{t}.grad is None")
                     continue
-                x = self.reads[id(p)]
-                hyper = f"{o}_{gi}_{np.dtype(p.dtype).name}_"   # the group's options in p's dtype
-
-                def scalar(key: str, feed: str, dtype=np.dtype(p.dtype).name) -> str:
-                    """A hyper-parameter of p's group, cast to p's dtype as NumPy casts a Python
-                    float operand, fed once per group and dtype."""
-                    if hyper + key not in self.params:
-                        self._param(hyper + key, f"np.{dtype}({feed})")
-                    return hyper + key
-
-                update(o, t, x, g_name, structure, scalar, self.delivered[id(p)][1])
+                dtype = np.dtype(p.dtype).name
+                scalar = functools.partial(self._hyper, f"{o}_{gi}_{dtype}_", dtype)
+                update(o, t, self.reads[id(p)], g_name, structure, scalar,
+                       self.delivered[id(p)][1])
                 self.updated.append(p)
+
+    def _hyper(self, prefix: str, dtype: str, key: str, feed: str) -> str:
+        """A hyper-parameter of a group (`feed`, Python source), cast to a parameter dtype as NumPy
+        casts a Python float operand: an argument of the fused function, fed once per group and
+        dtype."""
+        if prefix + key not in self.params:
+            self._param(prefix + key, f"np.{dtype}({feed})")
+        return prefix + key
 
     def _sgd(self, o: str, t: str, x: str, group: str, structure: tuple, scalar: Callable,
              grad: str) -> None:
@@ -477,9 +478,9 @@ class _Program:
                   + "".join(f"        {line}\n" for line in effects)
                   + f"        return {result}\n")
         names = sorted(self.objects)
-        helpers = dict(fused=fused, fallback=fallback, wrap=_wrap, EMPTY={}, np=np,
-                       NumbaError=numba.core.errors.NumbaError, failed=[],
-                       _sgd_structure=_sgd_structure, _adam_structure=_adam_structure)
+        helpers = {"fused": fused, "fallback": fallback, "wrap": _wrap, "EMPTY": {}, "np": np,
+                   "NumbaError": numba.core.errors.NumbaError, "failed": [],
+                   "_sgd_structure": _sgd_structure, "_adam_structure": _adam_structure}
         source = (f"def make({', '.join(names + list(helpers))}):\n"
                   + arguments + replay + "    return replay, arguments\n")
         namespace = {}
