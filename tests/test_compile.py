@@ -651,3 +651,17 @@ def test_anomaly_mode_runs_the_step_eagerly():
     with rg.autograd.detect_anomaly():          # a replay would skip its per-op checks
         with pytest.raises(RuntimeError):
             step(rg.tensor([-1.0, 1.0]))        # log of a negative number: NaN, caught
+
+
+def test_compile_warnings_point_at_the_callers_line():
+    x = rg.tensor(np.ones((2, 2), np.float32), requires_grad=True)
+
+    def step(t):
+        return t * 2 if t.sum().item() > 0 else t      # .item(): cannot be recorded
+
+    compiled = rg.compile(step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled(x)
+    (w,) = [w for w in caught if issubclass(w.category, CompileWarning)]
+    assert w.filename == __file__

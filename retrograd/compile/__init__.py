@@ -247,7 +247,7 @@ class CompiledFunction:
         tape.release()
         if tape.breaks:
             entry.eager = True
-            self._warn("; ".join(tape.breaks))
+            self._warn("; ".join(tape.breaks), depth=1)
             return out
         if entry.tape is None:                 # first recording: keep it to check the second
             entry.tape = tape
@@ -259,7 +259,7 @@ class CompiledFunction:
             entry.eager = True
             if self.fullgraph:
                 raise CompileError(f"rg.compile(fullgraph=True): {difference}")
-            self._warn(difference)
+            self._warn(difference, depth=1)
             return out
         entry.replay, entry.source = tape.program()
         if self.backend == "numba":
@@ -270,14 +270,16 @@ class CompiledFunction:
                 if self.fullgraph:
                     raise CompileError(f"rg.compile(backend='numba', fullgraph=True): {e}") \
                         from None
-                self._warn(str(e), "backend='numba' replays it with NumPy")
+                self._warn(str(e), "backend='numba' replays it with NumPy", depth=1)
         return out
 
-    def _warn(self, reason: str, what: str = "running eagerly") -> None:
+    def _warn(self, reason: str, what: str = "running eagerly", depth: int = 0) -> None:
+        """Warn once per reason, at the user's call of the step (`depth`: how many of our frames
+        lie between `__call__` and here)."""
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(f"rg.compile({getattr(self.fn, '__name__', 'step')}): {what}: "
-                          f"{reason}", CompileWarning, stacklevel=3)
+                          f"{reason}", CompileWarning, stacklevel=3 + depth)
 
 
 def _holds(entry: _Entry) -> bool:
