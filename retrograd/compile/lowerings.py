@@ -176,11 +176,8 @@ for _cls, _fwd, _bwd in [
 # -- reductions ----------------------------------------------------------------------------------
 
 def _axes(op: Op, ndim: int) -> tuple[int, ...]:
-    dim = op.attrs.get("dim")
-    if dim is None:
-        return tuple(range(ndim))
-    dims = dim if isinstance(dim, tuple) else (dim,)
-    return tuple(sorted(d % ndim for d in dims))
+    """The reduced axes, from the dim forward kept (checked there)."""
+    return reduce._axes(op.attrs.get("dim"), ndim)
 
 
 def _summed(x: Arg, axes: tuple, keepdim: bool) -> str:

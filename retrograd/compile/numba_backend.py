@@ -38,7 +38,7 @@ import numpy as np
 from ..io.atomic import atomic_write_text
 from ..tensor import Tensor, _wrap
 from .lowerings import LOWERINGS, Arg, Op, Unlowerable
-from .tape import Tape
+from .tape import Tape, output_source
 
 
 def available() -> bool:
@@ -411,30 +411,22 @@ class _Program:
 
     # -- the result ------------------------------------------------------------------------------
     def _outputs(self, spec: Any, returned: list) -> str:
-        """Wrapper source rebuilding the step's result from the fused function's outputs."""
-        kind = spec[0]
-        if kind == "const":
-            if spec[1] is not None and not isinstance(spec[1], (bool, int, float, str)):
-                raise Unlowerable("the step returns an object it did not compute")
-            return repr(spec[1])
-        if kind == "tensor":
-            arg = self.values.get(spec[1])
+        """Wrapper source rebuilding the step's result from the fused function's outputs; the
+        names of the values it returns are appended to `returned`."""
+        def tensor(leaf: tuple) -> str:
+            arg = self.values.get(leaf[1])
             if arg is None:
                 raise Unlowerable("the step returns an array it did not compute")
-            returned.append(spec[1])
-            i = len(returned) - 1
-            if arg.shape == ():
-                return f"wrap(np.array(r[{i}], np.{arg.dtype.name}))"
-            return f"wrap(r[{i}])"
-        if kind == "dict":
-            return "{" + ", ".join(f"{k!r}: {self._outputs(v, returned)}"
-                                   for k, v in spec[1].items()) + "}"
-        items = [self._outputs(v, returned) for v in spec[1]]
-        if kind == "namedtuple":
-            return f"{self._object(spec[2], 'Y')}({', '.join(items)})"
-        if kind == "tuple":
-            return "(" + "".join(item + ", " for item in items) + ")"
-        return "[" + ", ".join(items) + "]"
+            returned.append(leaf[1])
+            r = f"r[{len(returned) - 1}]"
+            return f"wrap(np.array({r}, np.{arg.dtype.name}))" if arg.shape == () else f"wrap({r})"
+
+        def const(value: Any) -> str:
+            if value is not None and not isinstance(value, (bool, int, float, str)):
+                raise Unlowerable("the step returns an object it did not compute")
+            return repr(value)
+
+        return output_source(spec, tensor, const, lambda cls: self._object(cls, "Y"))
 
     def build(self, fallback: Callable, example: list) -> tuple[Callable, str]:
         import numba

@@ -542,20 +542,10 @@ class Tape:
         return namespace["make"](**values), source
 
     def _output_source(self, spec: Any) -> str:
-        kind = spec[0]
-        if kind == "tensor":
-            return f"wrap({spec[1]})"
-        if kind == "const":
-            return self._object(spec[1]) if _literal(spec[1]) is None else _literal(spec[1])
-        if kind == "dict":
-            return "{" + ", ".join(f"{k!r}: {self._output_source(v)}"
-                                   for k, v in spec[1].items()) + "}"
-        items = [self._output_source(v) for v in spec[1]]
-        if kind == "namedtuple":
-            return f"{self._object(spec[2], 'Y')}({', '.join(items)})"
-        if kind == "tuple":
-            return "(" + "".join(item + ", " for item in items) + ")"
-        return "[" + ", ".join(items) + "]"
+        return output_source(
+            spec, lambda tensor: f"wrap({tensor[1]})",
+            lambda value: self._object(value) if _literal(value) is None else _literal(value),
+            lambda cls: self._object(cls, "Y"))
 
     def _output_locals(self, spec: Any) -> list[str]:
         kind = spec[0]
@@ -565,6 +555,27 @@ class Tape:
             return []
         values = spec[1].values() if kind == "dict" else spec[1]
         return [n for v in values for n in self._output_locals(v)]
+
+
+def output_source(spec: Any, tensor: Callable[[tuple], str], const: Callable[[Any], str],
+                  named: Callable[[type], str]) -> str:
+    """Source rebuilding a step's result from its spec (`Tape._output_spec`): containers as they
+    were, a tensor by `tensor(its spec)`, a constant by `const(value)`, a namedtuple class by
+    `named(cls)`. The NumPy replay and the Numba wrapper differ only in those three."""
+    kind = spec[0]
+    if kind == "tensor":
+        return tensor(spec)
+    if kind == "const":
+        return const(spec[1])
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {output_source(v, tensor, const, named)}"
+                               for k, v in spec[1].items()) + "}"
+    items = [output_source(v, tensor, const, named) for v in spec[1]]
+    if kind == "namedtuple":
+        return f"{named(spec[2])}({', '.join(items)})"
+    if kind == "tuple":
+        return "(" + "".join(item + ", " for item in items) + ")"
+    return "[" + ", ".join(items) + "]"
 
 
 def _same(a: Any, b: Any) -> bool:
